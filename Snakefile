@@ -1,0 +1,26 @@
+# facebench: a reproducible benchmark for face super-resolution.
+# This file only loads and checks the config and includes the stages;
+# the rules live in workflow/rules/, their logic in the pipeline package.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/upscale.smk"
+include: "workflow/rules/measure.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets,

@@ -1,0 +1,71 @@
+"""What a run was: data sets, tasks, methods, versions, digests and timings, for the report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.provenance import config_digest, git_commit, software_versions
+
+
+def stage_timings(benchmarks_dir: Path) -> dict[str, dict[str, float]]:
+    """Wall-clock seconds per stage, summed over its jobs' Snakemake benchmark files."""
+    timings: dict[str, dict[str, float]] = {}
+    if not Path(benchmarks_dir).is_dir():
+        return timings
+    for stage_dir in sorted(p for p in Path(benchmarks_dir).iterdir() if p.is_dir()):
+        seconds, jobs = 0.0, 0
+        for tsv in stage_dir.rglob("*.tsv"):
+            frame = pd.read_csv(tsv, sep="\t")
+            if "s" in frame.columns and len(frame):
+                seconds += float(frame["s"].iloc[0])
+                jobs += 1
+        timings[stage_dir.name] = {"seconds": round(seconds, 3), "jobs": jobs}
+    return timings
+
+
+def collect_run_info(
+    config: Mapping[str, Any],
+    manifests: Sequence[str | Path],
+    faces: Sequence[str | Path],
+    benchmarks_dir: Path,
+    repo: Path,
+) -> dict[str, Any]:
+    datasets = {}
+    for manifest_path, faces_path in zip(manifests, faces, strict=True):
+        manifest = pd.read_parquet(manifest_path, columns=["image_id", "status"])
+        face_status = pd.read_parquet(faces_path, columns=["status"])["status"]
+        name = Path(manifest_path).parent.name
+        datasets[name] = {
+            "images": len(manifest),
+            "usable": int((manifest["status"] == "ok").sum()),
+            "faces_detected": int((face_status == "ok").sum()),
+            "no_face": int(face_status.isin(["fallback", "no_face"]).sum()),
+        }
+    methods = {
+        name: {k: v for k, v in method.items() if k != "enabled"}
+        for name, method in config["methods"].items()
+        if method.get("enabled", True)
+    }
+    return {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(repo),
+        "config_digest": config_digest(config),
+        "datasets": datasets,
+        "tasks": [f"{task['lr']} -> {task['hr']}" for task in config["tasks"]],
+        "kernels": list(config["kernels"]),
+        "methods": methods,
+        "metric_conventions": {
+            "psnr_rgb / psnr_y": "8-bit outputs, float64, crop_border px cropped (BasicSR); "
+            "Y = BT.601 limited range (MATLAB rgb2ycbcr)",
+            "ssim_y": "Y channel, 11x11 Gaussian window, sigma 1.5 (BasicSR/MATLAB)",
+            "lr_psnr": "output downscaled with the input's kernel vs the input, no crop",
+            "crop_border": str(config["measure"]["crop_border"]),
+        },
+        "stage_timings": stage_timings(benchmarks_dir),
+        "software": software_versions(),
+    }

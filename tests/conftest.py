@@ -1,0 +1,140 @@
+"""Shared fixtures: a tiny, offline benchmark project made on the fly."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+# Real photos used when ../shared is present, so that detection and alignment
+# run on actual faces; without it the set is synthetic (centre-crop fallback).
+SHARED_FACES = ("celeba_hq/stargan-v2_src_male_016387.jpg", "ffhq/ffhq_00001.png")
+
+
+def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth random RGB image: upscaled noise, so that resampling is not trivial."""
+    small = rng.integers(
+        0, 256, size=(max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8
+    )
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def make_image_folder(folder: Path, seed: int = 0) -> dict[str, str]:
+    """Images in several formats and modes, plus two broken files; returns id -> expected status."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    Image.fromarray(smooth_image(rng, 120, 100)).save(folder / "rgb_portrait.png")
+    Image.fromarray(smooth_image(rng, 96, 96)).save(folder / "square.jpg", quality=95)
+    Image.fromarray(smooth_image(rng, 80, 120)[..., 0]).save(folder / "gray_landscape.png")
+    Image.fromarray(smooth_image(rng, 64, 64)).convert("P").save(folder / "palette.gif")
+    rgba = np.dstack([smooth_image(rng, 72, 72), np.full((72, 72), 200, np.uint8)])
+    Image.fromarray(rgba, mode="RGBA").save(folder / "with_alpha.png")
+    # Yale ships extension-less GIFs: the catalog must sniff content.
+    Image.fromarray(smooth_image(rng, 70, 60)[..., 1]).save(
+        folder / "subject01.happy", format="GIF"
+    )
+    decodable = [
+        "rgb_portrait",
+        "square",
+        "gray_landscape",
+        "palette",
+        "with_alpha",
+        "subject01.happy",
+    ]
+    expected.update(dict.fromkeys(decodable, "ok"))
+    (folder / "empty.png").write_bytes(b"")
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_image(rng, 64, 64)).save(buffer, format="JPEG")
+    (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
+    expected.update({"empty": "error", "truncated": "error"})
+    (folder / "README.txt").write_text("not an image\n")
+    for index, relative in enumerate(SHARED_FACES):
+        if (SHARED / "data" / relative).is_file():
+            shutil.copyfile(
+                SHARED / "data" / relative, folder / f"real_{index}{Path(relative).suffix}"
+            )
+            expected[f"real_{index}"] = "ok"
+    return expected
+
+
+def zip_folder(folder: Path, archive: Path) -> str:
+    """Zip ``folder`` under a top-level directory (as upstream archives are); return sha256."""
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in sorted(folder.iterdir()):
+            bundle.write(path, f"{folder.name}/{path.name}")
+    return hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def tiny_config(data: Path, archive: Path, archive_sha: str) -> dict:
+    return {
+        "run_name": "tiny",
+        "shard_size": 4,
+        "datasets": {
+            "folder": {"source": {"path": str(data)}},
+            "zipped": {"source": {"url": archive.as_uri(), "sha256": archive_sha}, "limit": 5},
+        },
+        "tasks": [{"lr": 8, "hr": 32}, {"lr": 16, "hr": 64}],
+        "kernels": ["pil-bicubic"],
+        "methods": {
+            "bicubic": {"arch": "interpolate", "filter": "bicubic"},
+            "lanczos": {"arch": "interpolate", "filter": "lanczos"},
+        },
+        "summary": {"bootstrap_samples": 200, "seed": 0},
+        "report": {"gallery_rows": 4},
+    }
+
+
+def make_tiny_project(folder: Path) -> Path:
+    """Write a working folder with ``config.yaml`` describing a tiny offline benchmark.
+
+    Two data sets: a folder (with broken files) and a zip archive fetched through
+    a ``file://`` URL with its sha256. Two methods, two tasks, shards of 4 images.
+    ``expected_status.yaml`` gives the catalog status each image of the folder must get.
+    """
+    data = folder / "data" / "faces"
+    expected = make_image_folder(data)
+    archive = folder / "data" / "faces.zip"
+    sha = zip_folder(data, archive)
+    config = tiny_config(data, archive, sha)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (folder / "expected_status.yaml").write_text(yaml.safe_dump(expected))
+    return folder
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    return make_tiny_project(tmp_path)
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with its ``config.yaml``."""
+    command = [
+        *SNAKEMAKE,
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"),
+        *args,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
+    return result

@@ -1,0 +1,81 @@
+"""Config validation: wrong keys and values stop the workflow at start-up, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import run_snakemake
+
+from pipeline.config import ConfigError, crop_border, effective_source, normalize
+
+BASE = {
+    "run_name": "t",
+    "datasets": {"faces": {"source": {"path": "/data/faces"}}},
+    "tasks": [{"lr": 16, "hr": 128}],
+    "kernels": ["pil-bicubic"],
+    "methods": {"bicubic": {"arch": "interpolate"}},
+}
+
+
+def dry_run_with(tiny_project, override: dict):
+    config = yaml.safe_load((tiny_project / "config.yaml").read_text())
+    for dotted, value in override.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (tiny_project / "config.yaml").write_text(yaml.safe_dump(config))
+    return run_snakemake(tiny_project, "--dry-run", "--cores", "1", check=False)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"datasets.folder.sorce": {"path": "x"}}, "sorce"),
+        ({"kernels": ["pil-bicubc"]}, "pil-bicubc"),
+        ({"shard_size": 0}, "shard_size"),
+        ({"tasks": [{"lr": 16, "hr": 128, "scale": 2}]}, "scale"),
+        ({"methods.bicubic.filter": "cubic"}, "methods.bicubic.filter"),
+        ({"methods.bicubic.fliter": "bicubic"}, "methods.bicubic.fliter"),
+        ({"methods.bicubic.seeds": [0, 1]}, "methods.bicubic.seeds"),
+        ({"tasks": [{"lr": 64, "hr": 32}]}, "tasks[0]"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_key(tiny_project, override, named):
+    result = dry_run_with(tiny_project, override)
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+
+
+def test_source_override_from_command_line(tiny_project):
+    """--config replaces a data set's source; a path then wins over a merged url."""
+    target = tiny_project / "elsewhere"
+    target.mkdir()
+    result = run_snakemake(
+        tiny_project, "--dry-run", "--cores", "1", "--printshellcmds",
+        "--config", f"datasets={{zipped: {{source: {{path: {target}}}}}}}",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    normalized = normalize(
+        {**BASE, "datasets": {"d": {"source": {"url": "http://x/y.zip", "path": "/p"}}}}
+    )
+    assert effective_source(normalized["datasets"]["d"]["source"]) == {"path": "/p"}
+
+
+def test_normalize_fills_defaults():
+    out = normalize(BASE)
+    assert out["datasets"]["faces"]["detector"] == {"kind": "hog", "upsample": 1, "pad": 0.0}
+    assert out["methods"]["bicubic"]["seeds"] == [0]
+    assert out["measure"]["crop_border"] == "scale"
+
+
+def test_all_methods_disabled_is_an_error():
+    with pytest.raises(ConfigError, match="disabled"):
+        normalize({**BASE, "methods": {"bicubic": {"arch": "interpolate", "enabled": False}}})
+
+
+def test_crop_border_is_the_scale_by_default():
+    assert crop_border("scale", 16, 128) == 8
+    assert crop_border(0, 16, 128) == 0

@@ -1,0 +1,185 @@
+"""The real workflow, end to end, on a tiny offline data set (CPU, no network)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import make_tiny_project, run_snakemake
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    workdir = make_tiny_project(tmp_path_factory.mktemp("e2e"))
+    began = time.perf_counter()
+    run_snakemake(workdir, "--cores", "2", "--resources", "gpu=2")
+    return workdir, time.perf_counter() - began
+
+
+def config_of(workdir: Path) -> dict:
+    return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
+def test_manifests_keep_every_source_image_with_status(finished_run):
+    workdir, _ = finished_run
+    expected = yaml.safe_load((workdir / "expected_status.yaml").read_text())
+    manifest = pd.read_parquet(workdir / "results/folder/manifest.parquet")
+    for column in ("image_id", "path", "sha256", "width", "height", "subject", "split",
+                   "categories", "status", "reason"):  # fmt: skip
+        assert column in manifest.columns, column
+    assert dict(zip(manifest["image_id"], manifest["status"], strict=True)) == expected
+    broken = manifest.set_index("image_id").loc[["empty", "truncated"]]
+    assert broken["reason"].str.len().gt(0).all()
+    assert (manifest.loc[manifest["status"] == "ok", "width"] > 0).all()
+    zipped = pd.read_parquet(workdir / "results/zipped/manifest.parquet")
+    assert len(zipped) == 5  # limit: 5, first ids in sorted order
+    assert list(zipped["image_id"]) == sorted(expected)[:5]
+
+
+def test_images_of_every_stage_exist_as_png(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    faces = pd.read_parquet(workdir / "results/folder/faces.parquet")
+    usable = faces.loc[faces["status"].isin(["ok", "fallback"]), "image_id"]
+    assert len(usable) == (faces["status"] != "error").sum() > 0
+    for task in config["tasks"]:
+        lr, hr = task["lr"], task["hr"]
+        aligned = sorted((workdir / f"results/folder/aligned/{hr}").glob("shard-*/*.png"))
+        assert sorted(p.stem for p in aligned) == sorted(usable)
+        with Image.open(aligned[0]) as image:
+            assert image.size == (hr, hr) and image.mode == "RGB"
+        low = sorted(
+            (workdir / f"results/folder/lr{lr}/pil-bicubic/from{hr}").glob("shard-*/*.png")
+        )
+        assert len(low) == len(usable)
+        with Image.open(low[0]) as image:
+            assert image.size == (lr, lr)
+        for method in config["methods"]:
+            sr = sorted(
+                (workdir / f"results/folder/sr/{method}/pil-bicubic/{lr}to{hr}").glob(
+                    "shard-*/*.png"
+                )
+            )
+            assert sorted(p.stem for p in sr) == sorted(f"{i}_s0" for i in usable)
+            with Image.open(sr[0]) as image:
+                assert image.size == (hr, hr)
+
+
+def test_per_image_table_has_one_row_per_image_task_method_seed(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    per_image = pd.read_parquet(workdir / "results/metrics/per_image.parquet")
+    keys = ["dataset", "image_id", "task", "lr_size", "hr_size", "kernel", "method", "seed"]
+    assert not per_image.duplicated(keys).any()
+    n_images = sum(
+        len(pd.read_parquet(workdir / f"results/{name}/manifest.parquet"))
+        for name in config["datasets"]
+    )
+    assert len(per_image) == n_images * len(config["tasks"]) * len(config["methods"])
+    scored = per_image[per_image["status"].isin(["ok", "no_face"])]
+    assert scored[["psnr_rgb", "psnr_y", "ssim_y", "lr_psnr"]].notna().all().all()
+    assert ((scored["ssim_y"] > 0) & (scored["ssim_y"] <= 1)).all()
+    errors = per_image[per_image["status"] == "error"]
+    assert set(errors["image_id"]) == {"empty", "truncated"}
+    assert errors["psnr_y"].isna().all() and errors["reason"].str.len().gt(0).all()
+    # crop_border defaults to the scale factor
+    assert (per_image["crop_border"] == per_image["hr_size"] // per_image["lr_size"]).all()
+
+
+def test_metrics_are_recomputable_from_the_written_images(finished_run):
+    workdir, _ = finished_run
+    per_image = pd.read_parquet(workdir / "results/metrics/per_image.parquet")
+    row = per_image[per_image["status"].isin(["ok", "no_face"])].iloc[0]
+    sr = np.asarray(Image.open(workdir / row["sr_path"]), dtype=np.float64)
+    hr = np.asarray(Image.open(workdir / row["hr_path"]), dtype=np.float64)
+    c = int(row["crop_border"])
+    mse = np.mean((sr[c:-c, c:-c] - hr[c:-c, c:-c]) ** 2)
+    assert row["psnr_rgb"] == pytest.approx(10 * np.log10(255.0**2 / mse), abs=1e-9)
+
+
+def test_summary_and_report(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    summary = pd.read_csv(workdir / "results/metrics/summary.csv")
+    groups = summary.groupby(["dataset", "task", "kernel", "method"]).size()
+    assert len(groups) == len(config["datasets"]) * len(config["tasks"]) * len(config["methods"])
+    psnr = summary[summary["metric"] == "psnr_y"]
+    assert (psnr["ci_low"] <= psnr["mean"]).all() and (psnr["mean"] <= psnr["ci_high"]).all()
+    folder = summary[(summary["dataset"] == "folder") & (summary["metric"] == "psnr_y")]
+    assert (folder["n_excluded"] >= 2).all()  # the two broken files at least
+    assert folder["excluded_reasons"].str.contains("error").all()
+    index = workdir / "reports/tiny/index.html"
+    html = index.read_text()
+    assert "<table" in html and "bicubic" in html and "lanczos" in html
+    for src in re.findall(r'src="([^"]+)"', html):
+        assert (index.parent / src).is_file(), src
+
+
+def test_logs_and_benchmarks_are_written_per_job(finished_run):
+    workdir, _ = finished_run
+    assert list((workdir / "logs/upscale").rglob("*.log"))
+    assert list((workdir / "logs/detect_faces").rglob("*.log"))
+    assert list((workdir / "results/benchmarks/upscale").rglob("*.tsv"))
+
+
+def test_no_temporary_files_left_behind(finished_run):
+    workdir, _ = finished_run
+    leftovers = [
+        p for p in (workdir / "results").rglob(".*") if ".tmp" in p.name or ".old" in p.name
+    ]
+    assert leftovers == []
+
+
+def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Job counts per rule that a dry run would execute."""
+    result = run_snakemake(workdir, "--dry-run", "--cores", "2", *args)
+    table = result.stdout.split("Job stats:")[-1] if "Job stats:" in result.stdout else ""
+    counts = {}
+    for line in table.splitlines():
+        match = re.fullmatch(r"\s*([a-z_]+)\s+(\d+)\s*", line)
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def test_nothing_to_do_after_a_complete_run(finished_run):
+    workdir, _ = finished_run
+    assert dry_run_jobs(workdir) == {}
+
+
+def test_changing_one_method_reruns_only_that_method(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    config["methods"]["lanczos"]["filter"] = "bilinear"
+    changed = workdir / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(workdir, "--configfile", str(changed))
+    shard_task_pairs = sum(
+        len(list((workdir / f"results/{name}/faces").glob("shard-*.parquet")))
+        for name in config["datasets"]
+    ) * len(config["tasks"])
+    assert jobs == {
+        "upscale": shard_task_pairs,
+        "measure": shard_task_pairs,
+        "merge_metrics": 1,
+        "summarize": 1,
+        "report": 1,
+        "all": 1,
+    }
+
+
+def test_changing_a_batch_size_reruns_nothing(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    config["methods"]["bicubic"]["batch_size"] = 3
+    changed = workdir / "batch.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    assert dry_run_jobs(workdir, "--configfile", str(changed)) == {}

@@ -1,0 +1,82 @@
+rule detect_faces:
+    input:
+        manifest=rules.catalog.output.manifest,
+    output:
+        faces=f"{RESULTS}/{{dataset}}/faces/shard-{{shard}}.parquet",
+    log:
+        "logs/detect_faces/{dataset}/{shard}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/detect_faces/{{dataset}}/{{shard}}.tsv"
+    conda:
+        "../../envs/facebench.yaml"
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        detector=lambda wildcards: config["datasets"][wildcards.dataset]["detector"],
+        multi_face=config["prepare"]["multi_face"],
+        no_face=config["prepare"]["no_face"],
+        shard_size=config["shard_size"],
+        code=code_digest("pipeline.align", "pipeline.dlib_models"),
+    script:
+        "../scripts/detect_faces.py"
+
+
+rule merge_faces:
+    input:
+        faces=lambda wildcards: expand(
+            f"{RESULTS}/{{dataset}}/faces/shard-{{shard}}.parquet",
+            dataset=wildcards.dataset,
+            shard=shards_of(wildcards.dataset),
+        ),
+    output:
+        faces=f"{RESULTS}/{{dataset}}/faces.parquet",
+    log:
+        "logs/merge_faces/{dataset}.log",
+    conda:
+        "../../envs/facebench.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/merge_tables.py"
+
+
+rule align:
+    input:
+        faces=rules.detect_faces.output.faces,
+    output:
+        aligned=directory(f"{RESULTS}/{{dataset}}/aligned/{{size}}/shard-{{shard}}"),
+    log:
+        "logs/align/{dataset}/{size}/{shard}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/align/{{dataset}}/{{size}}/{{shard}}.tsv"
+    conda:
+        "../../envs/facebench.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        code=code_digest("pipeline.align"),
+    script:
+        "../scripts/align.py"
+
+
+rule downscale:
+    input:
+        aligned=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
+    output:
+        lr=directory(
+            f"{RESULTS}/{{dataset}}/lr{{lr}}/{{kernel}}/from{{hr}}/shard-{{shard}}"
+        ),
+    log:
+        "logs/downscale/{dataset}/{lr}-{kernel}-{hr}/{shard}.log",
+    conda:
+        "../../envs/facebench.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    params:
+        code=code_digest("pipeline.resize"),
+    script:
+        "../scripts/downscale.py"

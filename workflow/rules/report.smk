@@ -1,0 +1,23 @@
+rule report:
+    input:
+        per_image=rules.merge_metrics.output.table,
+        summary=rules.summarize.output.csv,
+        manifests=expand(
+            f"{RESULTS}/{{dataset}}/manifest.parquet", dataset=list(config["datasets"])
+        ),
+        faces=expand(
+            f"{RESULTS}/{{dataset}}/faces.parquet", dataset=list(config["datasets"])
+        ),
+    output:
+        index=f"{REPORT_DIR}/index.html",
+    log:
+        "logs/report.log",
+    conda:
+        "../../envs/facebench.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        report=config["report"],
+        code=code_digest("pipeline.report", "pipeline.run_info"),
+    script:
+        "../scripts/report.py"

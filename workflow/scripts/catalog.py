@@ -1,0 +1,5 @@
+from pipeline import stages
+from pipeline.smk import job_log
+
+with job_log(snakemake.log[0]):
+    stages.catalog(snakemake.input.record, snakemake.params.dataset, snakemake.output.manifest)

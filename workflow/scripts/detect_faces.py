@@ -1,0 +1,14 @@
+from pipeline import stages
+from pipeline.smk import job_log
+
+with job_log(snakemake.log[0]):
+    stages.detect_faces(
+        manifest_path=snakemake.input.manifest,
+        shard=snakemake.wildcards.shard,
+        shard_size=snakemake.params.shard_size,
+        detector=snakemake.params.detector,
+        multi_face=snakemake.params.multi_face,
+        no_face=snakemake.params.no_face,
+        out=snakemake.output.faces,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,13 @@
+from pipeline import stages
+from pipeline.devices import job_device
+from pipeline.smk import job_log
+
+with job_log(snakemake.log[0]):
+    method_config = snakemake.config["methods"][snakemake.wildcards.method]
+    # Batch size is an execution setting, kept out of params so changing it reruns nothing.
+    method = {**snakemake.params.method, "batch_size": method_config["batch_size"]}
+    wants_gpu = int(snakemake.resources.get("gpu", 0)) > 0
+    with job_device(wants_gpu, snakemake.config.get("gpu_lock_dir")) as device:
+        stages.upscale(
+            snakemake.input.lr, int(snakemake.wildcards.hr), method, snakemake.output.sr, device
+        )
