@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.upscale import check_method
 
-DATASET_DEFAULTS: dict[str, Any] = {"kind": "images", "limit": None, "split": "test"}
+DATASET_DEFAULTS: dict[str, Any] = {"kind": "images", "enabled": True, "limit": None, "split": "test"}
 DETECTOR_DEFAULTS: dict[str, Any] = {"kind": "hog", "upsample": 1, "pad": 0.0}
 METHOD_DEFAULTS: dict[str, Any] = {"seeds": [0], "enabled": True, "batch_size": 16}
 
@@ -52,6 +52,8 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         out["methods"][name] = merged
+    if not any(dataset["enabled"] for dataset in out["datasets"].values()):
+        raise ConfigError("datasets: every data set is disabled (enabled: false)")
     if not any(method["enabled"] for method in out["methods"].values()):
         raise ConfigError("methods: every method is disabled (enabled: false)")
     return out

@@ -79,3 +79,13 @@ def test_all_methods_disabled_is_an_error():
 def test_crop_border_is_the_scale_by_default():
     assert crop_border("scale", 16, 128) == 8
     assert crop_border(0, 16, 128) == 0
+
+
+def test_an_extra_config_file_can_drop_a_data_set(tiny_project):
+    extra = tiny_project / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"datasets": {"zipped": {"enabled": False}}}))
+    result = run_snakemake(tiny_project, "--dry-run", "--cores", "1", "--configfile", str(extra))
+    assert "resources/data/folder/source.json" in result.stdout
+    assert "zipped" not in result.stdout
+    with pytest.raises(ConfigError, match="every data set is disabled"):
+        normalize({**BASE, "datasets": {"d": {"source": {"path": "/p"}, "enabled": False}}})

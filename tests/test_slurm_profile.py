@@ -49,8 +49,8 @@ requires_plugin = pytest.mark.skipif(
     reason="snakemake-executor-plugin-slurm (with its -jobstep companion) is not installed",
 )
 
-# Snakemake's defaults wait 40 s before the first status query and 10 s
-# between queries; on the fake cluster every job has ended by then.
+# The plugin's defaults wait 40 s before the first status query and 10 s
+# between queries: right for a cluster, wasted time for jobs that end in seconds.
 FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "1",
                 "--seconds-between-status-checks", "1")  # fmt: skip
 
@@ -120,7 +120,8 @@ class FakeCluster:
     def job(self, job_id: str) -> dict:
         return json.loads((self.state / "jobs" / f"{job_id}.json").read_text())
 
-    def command(self, name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    def command(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        """Run one of the fake SLURM commands directly."""
         return subprocess.run(
             [str(FAKE_SLURM / name), *args],
             env=self.env,
@@ -128,7 +129,6 @@ class FakeCluster:
             text=True,
             timeout=30,
             check=False,
-            **kwargs,
         )
 
 
@@ -364,6 +364,7 @@ rule flaky:
 
 
 @requires_plugin
+@pytest.mark.slow  # after a failure the plugin waits 10 s more before its next status query
 def test_failed_job_is_seen_as_failed_and_resubmitted(tmp_path):
     profile = copy_profile(tmp_path / "profile")
     assert int(load_profile(profile).get("retries", 0)) >= 1, "the profile promises a retry"

@@ -29,7 +29,8 @@ Environment variables:
     variables sbatch saw).
 ``FAKE_SLURM_MODE``
     ``sync`` (default): sbatch runs the job to its end before printing the job
-    id, so every status query sees it finished. ``background``: sbatch starts
+    id, so every status query sees it finished (the plugin submits from two
+    threads, so at most two jobs run at once). ``background``: sbatch starts
     the job detached and returns at once; the job is RUNNING until it ends.
 ``FAKE_SLURM_PARTITIONS``
     Comma-separated partition names, the default one marked with ``*``
@@ -42,8 +43,8 @@ Environment variables:
 
 Job states are PENDING -> RUNNING -> COMPLETED (exit 0), FAILED (non-zero
 exit) or CANCELLED (scancel). Job arrays (``--array``) are not supported and
-are rejected. Options this fake does not know are accepted as flags when
-written ``--name`` and as name/value when written ``--name=value``.
+are rejected. An option this fake does not know is read as a flag when written
+``--name`` and as name and value when written ``--name=value``.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ FIRST_JOB_ID = 1000
 CLUSTER_NAME = "fakecluster"
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
 
-# Long options that take a value, for each command; written `--opt value` or
-# `--opt=value`. Everything else starting with "--" is a flag.
+# Long options of sbatch (and srun) that take a value, written `--opt value` or
+# `--opt=value`; any other `--opt` is taken for a flag.
 SBATCH_VALUE_OPTIONS = {
     "account", "array", "begin", "chdir", "clusters", "comment", "constraint",
     "cpus-per-gpu", "cpus-per-task", "dependency", "error", "exclude", "export",

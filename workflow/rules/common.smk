@@ -35,6 +35,10 @@ def shards_of(dataset):
     return manifest_shards(manifest, config["shard_size"])
 
 
+def enabled_datasets():
+    return [name for name, dataset in config["datasets"].items() if dataset["enabled"]]
+
+
 def enabled_methods():
     return [name for name, method in config["methods"].items() if method["enabled"]]
 
@@ -61,7 +65,7 @@ def method_gpus(name):
 def measure_targets(wildcards):
     return [
         f"{RESULTS}/metrics/shards/{dataset}/{method}/{kernel}/{task['lr']}to{task['hr']}/shard-{shard}.parquet"
-        for dataset in config["datasets"]
+        for dataset in enabled_datasets()
         for shard in shards_of(dataset)
         for method in enabled_methods()
         for kernel in config["kernels"]
@@ -71,7 +75,7 @@ def measure_targets(wildcards):
 
 def all_targets(wildcards):
     return [
-        *(f"{RESULTS}/{dataset}/faces.parquet" for dataset in config["datasets"]),
+        *(f"{RESULTS}/{dataset}/faces.parquet" for dataset in enabled_datasets()),
         f"{RESULTS}/metrics/per_image.parquet",
         f"{RESULTS}/metrics/summary.csv",
         f"{REPORT_DIR}/index.html",

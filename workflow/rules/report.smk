@@ -3,11 +3,9 @@ rule report:
         per_image=rules.merge_metrics.output.table,
         summary=rules.summarize.output.csv,
         manifests=expand(
-            f"{RESULTS}/{{dataset}}/manifest.parquet", dataset=list(config["datasets"])
+            f"{RESULTS}/{{dataset}}/manifest.parquet", dataset=enabled_datasets()
         ),
-        faces=expand(
-            f"{RESULTS}/{{dataset}}/faces.parquet", dataset=list(config["datasets"])
-        ),
+        faces=expand(f"{RESULTS}/{{dataset}}/faces.parquet", dataset=enabled_datasets()),
     output:
         index=f"{REPORT_DIR}/index.html",
     log:
