@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from pipeline.io import InputError
 from pipeline.sources import sha256_file
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ def build_manifest(root: Path, split: str = "test", limit: int | None = None) ->
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: source folder not found")
     files, ignored = candidate_files(root)
+    if not files:
+        raise InputError(
+            root, f"no candidate image files found ({ignored} non-image files ignored)"
+        )
     common = _common_top(files)
     rows = []
     for relpath in tqdm(files, desc=f"catalog {root.name}", unit="img", mininterval=5):

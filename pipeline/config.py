@@ -8,7 +8,12 @@ from typing import Any
 
 from pipeline.upscale import check_method
 
-DATASET_DEFAULTS: dict[str, Any] = {"kind": "images", "enabled": True, "limit": None, "split": "test"}
+DATASET_DEFAULTS: dict[str, Any] = {
+    "kind": "images",
+    "enabled": True,
+    "limit": None,
+    "split": "test",
+}
 DETECTOR_DEFAULTS: dict[str, Any] = {"kind": "hog", "upsample": 1, "pad": 0.0}
 METHOD_DEFAULTS: dict[str, Any] = {"seeds": [0], "enabled": True, "batch_size": 16}
 

@@ -75,8 +75,6 @@ def download(
                 ) from exc
             last_error = exc
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-            if isinstance(exc, DownloadError):
-                raise
             last_error = exc
         if attempt < attempts:
             delay = backoff ** (attempt - 1)

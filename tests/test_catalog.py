@@ -7,6 +7,7 @@ import pytest
 from conftest import make_image_folder
 
 from pipeline.catalog import build_manifest, image_id_for
+from pipeline.io import InputError
 from pipeline.shards import select_shard, shard_count
 
 
@@ -51,3 +52,10 @@ def test_shards_cover_every_row_once():
     assert sorted(pd.concat(parts)["image_id"]) == sorted(manifest["image_id"])
     with pytest.raises(IndexError):
         select_shard(manifest, 3, 4)
+
+
+def test_a_source_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "README.txt").write_text("hello")
+    with pytest.raises(InputError, match=r"docs: no candidate image files found \(1 non-image"):
+        build_manifest(tmp_path / "docs")

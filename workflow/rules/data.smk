@@ -33,6 +33,7 @@ checkpoint catalog:
         f"{RESULTS}/benchmarks/catalog/{{dataset}}.tsv"
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
     params:

@@ -12,6 +12,7 @@ rule measure:
         f"{RESULTS}/benchmarks/measure/{{dataset}}/{{method}}/{{kernel}}/{{lr}}to{{hr}}/{{shard}}.tsv"
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
@@ -34,6 +35,7 @@ rule merge_metrics:
         "logs/merge_metrics.log",
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=4000,
     script:
@@ -50,6 +52,7 @@ rule summarize:
         "logs/summarize.log",
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=4000,
     params:

@@ -36,6 +36,7 @@ rule merge_faces:
         "logs/merge_faces/{dataset}.log",
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
     script:
@@ -53,6 +54,7 @@ rule align:
         f"{RESULTS}/benchmarks/align/{{dataset}}/{{size}}/{{shard}}.tsv"
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
@@ -73,6 +75,7 @@ rule downscale:
         "logs/downscale/{dataset}/{lr}-{kernel}-{hr}/{shard}.log",
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=30,

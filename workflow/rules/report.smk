@@ -12,6 +12,7 @@ rule report:
         "logs/report.log",
     conda:
         "../../envs/facebench.yaml"
+    threads: 1
     resources:
         mem_mb=4000,
     params:
