@@ -22,7 +22,7 @@ from pipeline import align as face_align
 from pipeline import metrics as quality
 from pipeline.aggregate import summarize as summarize_frame
 from pipeline.aggregate import to_markdown
-from pipeline.catalog import build_manifest
+from pipeline.datasets import catalog_dataset
 from pipeline.io import (
     atomic_dir,
     load_array,
@@ -44,9 +44,7 @@ METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ssim_y", "lr_psnr")
 def catalog(source_record: Path, dataset: Mapping[str, Any], out: Path) -> pd.DataFrame:
     """Catalog the fetched source of one data set into ``manifest.parquet``."""
     info = json.loads(Path(source_record).read_text())
-    manifest = build_manifest(
-        Path(info["root"]), split=dataset["split"], limit=dataset.get("limit")
-    )
+    manifest = catalog_dataset(dataset["kind"], Path(info["root"]), dataset)
     write_parquet(out, manifest)
     return manifest
 
@@ -146,29 +144,32 @@ def upscale(
     sources = sorted(Path(lr_dir).glob("*.png"))
     batch_size = int(method.get("batch_size", 16))
     model = build_method(method, device)
+    # Batches run over (image, seed) pairs, so a stochastic method searches
+    # several seeds of one image at once.
+    pairs = [(path, int(seed)) for seed in method.get("seeds", [0]) for path in sources]
     facts = []
     with atomic_dir(out_dir) as staging:
-        for seed in method.get("seeds", [0]):
-            for start in tqdm(
-                range(0, len(sources), batch_size), desc=f"upscale seed {seed}", mininterval=10
-            ):
-                chunk = sources[start : start + batch_size]
-                batch = np.stack([load_array(path) for path in chunk])
-                began = time.perf_counter()
-                outputs = model(batch, hr_size, seed)
-                seconds = (time.perf_counter() - began) / len(chunk)
-                for path, output in zip(chunk, outputs, strict=True):
-                    save_png(staging / f"{path.stem}_s{seed}.png", output)
-                    facts.append(
-                        {
-                            "image_id": path.stem,
-                            "seed": int(seed),
-                            "seconds": seconds,
-                            "device": device,
-                            "batch": len(chunk),
-                        }
-                    )
-        frame = pd.DataFrame(facts, columns=["image_id", "seed", "seconds", "device", "batch"])
+        for start in tqdm(range(0, len(pairs), batch_size), desc="upscale", mininterval=10):
+            chunk = pairs[start : start + batch_size]
+            batch = np.stack([load_array(path) for path, _ in chunk])
+            began = time.perf_counter()
+            result = model(batch, hr_size, [seed for _, seed in chunk])
+            seconds = (time.perf_counter() - began) / len(chunk)
+            for (path, seed), output, known in zip(chunk, result.images, result.facts, strict=True):
+                save_png(staging / f"{path.stem}_s{seed}.png", output)
+                facts.append(
+                    {
+                        "image_id": path.stem,
+                        "seed": seed,
+                        "seconds": seconds,
+                        "device": device,
+                        "batch": len(chunk),
+                        **known,
+                    }
+                )
+        base = ["image_id", "seed", "seconds", "device", "batch"]
+        frame = pd.DataFrame(facts)
+        frame = frame if len(frame) else pd.DataFrame(columns=base)
         write_parquet(staging / "facts.parquet", frame)
     return frame
 

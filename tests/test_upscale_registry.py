@@ -12,7 +12,9 @@ def test_interpolate_matches_pillow_and_any_scale():
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, size=(3, 12, 12, 3), dtype=np.uint8)
     model = build_method({"arch": "interpolate", "filter": "bicubic"}, "cpu")
-    out = model(batch, 40, seed=0)
+    result = model(batch, 40, seeds=[0, 0, 0])
+    out = result.images
+    assert result.facts == [{}, {}, {}]
     assert out.shape == (3, 40, 40, 3) and out.dtype == np.uint8
     expected = np.asarray(Image.fromarray(batch[1]).resize((40, 40), Image.Resampling.BICUBIC))
     np.testing.assert_array_equal(out[1], expected)

@@ -7,7 +7,7 @@ registers an ``ArchSpec``; the workflow looks methods up here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,9 +17,29 @@ import numpy as np
 COMMON_OPTIONS = frozenset({"arch", "seeds", "enabled", "batch_size"})
 
 
+@dataclass
+class UpscaleBatch:
+    """Outputs of one batch: images and per-image facts.
+
+    ``images``: (N, size, size, 3) uint8 RGB. ``facts``: one dict per image
+    (may be empty dicts) with what the method knows about it, e.g. PULSE's
+    ``converged``, ``final_loss``, ``steps``; or ``resampled_with`` when a
+    fixed-scale network's output was resized to the evaluation size. The
+    upscale stage adds time, seed and device itself.
+    """
+
+    images: np.ndarray
+    facts: list[dict[str, Any]]
+
+
 class Upscaler(Protocol):
-    def __call__(self, batch: np.ndarray, size: int, seed: int) -> np.ndarray:
-        """Upscale ``batch`` (N, h, w, 3) uint8 RGB to (N, size, size, 3) uint8 RGB."""
+    def __call__(self, batch: np.ndarray, size: int, seeds: Sequence[int]) -> UpscaleBatch:
+        """Upscale ``batch`` (N, h, w, 3) uint8 RGB to ``size`` x ``size`` uint8 RGB.
+
+        ``seeds[i]`` is the seed of item ``i`` (a batch may hold one image under
+        several seeds, so stochastic methods search them all at once);
+        deterministic methods ignore it.
+        """
         ...
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from pipeline.upscale import ArchSpec, Upscaler, register
+from pipeline.upscale import ArchSpec, UpscaleBatch, Upscaler, register
 
 FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -21,10 +21,11 @@ FILTERS = {
 def build(options: Mapping[str, Any], device: str) -> Upscaler:
     resample = FILTERS[options["filter"]]
 
-    def upscale(batch: np.ndarray, size: int, seed: int) -> np.ndarray:
-        return np.stack(
+    def upscale(batch: np.ndarray, size: int, seeds: Sequence[int]) -> UpscaleBatch:
+        images = np.stack(
             [np.asarray(Image.fromarray(image).resize((size, size), resample)) for image in batch]
         ).astype(np.uint8)
+        return UpscaleBatch(images, [{} for _ in batch])
 
     return upscale
 

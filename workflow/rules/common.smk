@@ -39,6 +39,16 @@ def enabled_datasets():
     return [name for name, dataset in config["datasets"].items() if dataset["enabled"]]
 
 
+def catalog_options(name):
+    """What a data set's catalog depends on: everything but where it comes from
+    (the fetched record is the catalog's input) and how faces are detected."""
+    return {
+        key: value
+        for key, value in config["datasets"][name].items()
+        if key not in ("source", "detector", "enabled")
+    }
+
+
 def enabled_methods():
     return [name for name, method in config["methods"].items() if method["enabled"]]
 

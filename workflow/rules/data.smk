@@ -37,10 +37,7 @@ checkpoint catalog:
     resources:
         mem_mb=2000,
     params:
-        dataset=lambda wildcards: {
-            key: config["datasets"][wildcards.dataset][key]
-            for key in ("kind", "limit", "split")
-        },
-        code=code_digest("pipeline.catalog"),
+        dataset=lambda wildcards: catalog_options(wildcards.dataset),
+        code=code_digest("pipeline.catalog", "pipeline.datasets"),
     script:
         "../scripts/catalog.py"
