@@ -15,6 +15,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/prepare.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/upscale.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"

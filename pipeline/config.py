@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.upscale import check_method
+from pipeline.upscale import check_method, weight_names
 
 DATASET_DEFAULTS: dict[str, Any] = {
     "kind": "images",
@@ -50,12 +50,19 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     pairs = [(task["lr"], task["hr"]) for task in out["tasks"]]
     if len(set(pairs)) != len(pairs):
         raise ConfigError(f"tasks: duplicate (lr, hr) pairs in {pairs}")
+    out.setdefault("weights", {})
     for name, method in out["methods"].items():
         merged = {**METHOD_DEFAULTS, **method}
         try:
             check_method(name, merged)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        for slot, weights in weight_names(merged).items():
+            if weights not in out["weights"]:
+                raise ConfigError(
+                    f"methods.{name}.{slot}: no checkpoint named {weights!r} in `weights` "
+                    f"(known: {sorted(out['weights'])})"
+                )
         out["methods"][name] = merged
     if not any(dataset["enabled"] for dataset in out["datasets"].values()):
         raise ConfigError("datasets: every data set is disabled (enabled: false)")

@@ -135,6 +135,7 @@ def upscale(
     method: Mapping[str, Any],
     out_dir: Path,
     device: str = "cpu",
+    weight_files: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Upscale every LR input of a shard with one method, for each of its seeds.
 
@@ -143,7 +144,7 @@ def upscale(
     """
     sources = sorted(Path(lr_dir).glob("*.png"))
     batch_size = int(method.get("batch_size", 16))
-    model = build_method(method, device)
+    model = build_method(method, device, weight_files)
     # Batches run over (image, seed) pairs, so a stochastic method searches
     # several seeds of one image at once.
     pairs = [(path, int(seed)) for seed in method.get("seeds", [0]) for path in sources]

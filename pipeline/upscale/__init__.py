@@ -52,6 +52,11 @@ class ArchSpec:
     uses_gpu: bool = False
     stochastic: bool = False
     code_modules: tuple[str, ...] = ()
+    # Config option naming a checkpoint (a key of the config's ``weights``) ->
+    # the build option that receives the fetched file's path, e.g.
+    # {"weights": "weights_path"}. GPU jobs never download: the weights stage
+    # fetched every file before.
+    weight_slots: Mapping[str, str] = field(default_factory=dict)
 
 
 REGISTRY: dict[str, ArchSpec] = {}
@@ -78,8 +83,14 @@ def check_method(name: str, options: Mapping[str, Any]) -> None:
             f"methods.{name}.arch: unknown architecture {arch!r}; known: {sorted(REGISTRY)}"
         )
     spec = REGISTRY[arch]
+    for slot in spec.weight_slots:
+        if not isinstance(options.get(slot), str):
+            raise ValueError(
+                f"methods.{name}.{slot}: arch {arch!r} needs a checkpoint: the name of an "
+                "entry of the config's `weights` section"
+            )
     for key, value in options.items():
-        if key in COMMON_OPTIONS:
+        if key in COMMON_OPTIONS or key in spec.weight_slots:
             continue
         if key not in spec.options:
             known = sorted(spec.options)
@@ -92,9 +103,29 @@ def check_method(name: str, options: Mapping[str, Any]) -> None:
         raise ValueError(f"methods.{name}.seeds: arch {arch!r} is deterministic; use seeds: [0]")
 
 
-def build_method(options: Mapping[str, Any], device: str) -> Upscaler:
+def weight_names(options: Mapping[str, Any]) -> dict[str, str]:
+    """The checkpoints a method needs: config option -> name in the ``weights`` section."""
+    spec = get_arch(options["arch"])
+    return {slot: options[slot] for slot in spec.weight_slots}
+
+
+def build_method(
+    options: Mapping[str, Any], device: str, weight_files: Mapping[str, str] | None = None
+) -> Upscaler:
+    """Instantiate a method.
+
+    ``weight_files`` maps its weight slots to fetched files (the workflow's
+    way); Python callers may pass the build option (e.g. ``weights_path``)
+    directly in ``options`` instead.
+    """
     spec = get_arch(options["arch"])
     merged = {**spec.defaults, **{k: v for k, v in options.items() if k not in COMMON_OPTIONS}}
+    for slot, build_option in spec.weight_slots.items():
+        merged.pop(slot, None)
+        if weight_files and slot in weight_files:
+            merged[build_option] = str(weight_files[slot])
+        elif build_option not in merged:
+            raise ValueError(f"arch {spec.name!r}: no file given for its {slot!r} checkpoint")
     return spec.build(merged, device)
 
 

@@ -11,7 +11,7 @@ put_checkout_on_pythonpath(workflow.basedir)
 from pipeline.config import normalize, effective_source, crop_border
 from pipeline.provenance import code_digest
 from pipeline.shards import manifest_shards
-from pipeline.upscale import COMMON_OPTIONS, get_arch
+from pipeline.upscale import get_arch, weight_names
 
 config.update(normalize(config))
 
@@ -66,6 +66,14 @@ def method_code(name):
     return code_digest(
         "pipeline.stages", *get_arch(config["methods"][name]["arch"]).code_modules
     )
+
+
+def method_weights(wildcards):
+    """Fetched checkpoints of a method, as named inputs ``weights_<slot>``."""
+    return {
+        f"weights_{slot}": f"resources/weights/{weights}.pth"
+        for slot, weights in weight_names(config["methods"][wildcards.method]).items()
+    }
 
 
 def method_gpus(name):

@@ -1,5 +1,6 @@
 rule upscale:
     input:
+        unpack(method_weights),
         lr=rules.downscale.output.lr,
     output:
         sr=directory(

@@ -6,8 +6,18 @@ with job_log(snakemake.log[0]):
     method_config = snakemake.config["methods"][snakemake.wildcards.method]
     # Batch size is an execution setting, kept out of params so changing it reruns nothing.
     method = {**snakemake.params.method, "batch_size": method_config["batch_size"]}
+    weight_files = {
+        key.removeprefix("weights_"): path
+        for key, path in snakemake.input.items()
+        if key.startswith("weights_")
+    }
     wants_gpu = int(snakemake.resources.get("gpu", 0)) > 0
     with job_device(wants_gpu, snakemake.config.get("gpu_lock_dir")) as device:
         stages.upscale(
-            snakemake.input.lr, int(snakemake.wildcards.hr), method, snakemake.output.sr, device
+            snakemake.input.lr,
+            int(snakemake.wildcards.hr),
+            method,
+            snakemake.output.sr,
+            device,
+            weight_files=weight_files,
         )

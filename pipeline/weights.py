@@ -1,0 +1,61 @@
+"""The weights stage: every checkpoint fetched and checked before any GPU job.
+
+Compute nodes are often offline, so GPU jobs only ever read files this stage
+put under ``resources/weights/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.io import InputError, atomic_path
+from pipeline.sources import download, sha256_file
+
+
+def check_checkpoint(path: Path, origin: str | Path | None = None) -> None:
+    """Fail unless ``path`` is a loadable PyTorch checkpoint (plain tensors, no pickled code).
+
+    The error names ``origin`` (where the file came from) when given.
+    """
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        problem = f"not a loadable PyTorch checkpoint ({exc.__class__.__name__}: {exc})"
+        raise InputError(origin or path, problem) from exc
+
+
+def fetch_weights(name: str, source: Mapping[str, Any], out: Path) -> Path:
+    """Place checkpoint ``name`` at ``out``: downloaded (url, sha256) or copied (path).
+
+    The file is verified (sha256 when given, loadable with ``weights_only``)
+    before it appears under its final name.
+    """
+    out = Path(out)
+    hint = (
+        f"put the file at {out} by hand, or set weights.{name}.path to a local copy "
+        f"(weights.{name}.sha256 pins its hash)"
+    )
+    with atomic_path(out) as tmp:
+        if "path" in source:
+            local = Path(source["path"]).expanduser()
+            if not local.is_file():
+                raise InputError(local, f"checkpoint {name!r} not found; {hint}")
+            shutil.copyfile(local, tmp)
+        else:
+            try:
+                download(source["url"], tmp, source.get("sha256"))
+            except Exception as exc:
+                raise RuntimeError(f"checkpoint {name!r}: {exc}\nTo fix: {hint}") from exc
+        expected = source.get("sha256")
+        if expected and sha256_file(tmp) != expected.lower():
+            raise InputError(
+                source.get("path", source.get("url")),
+                f"sha256 is {sha256_file(tmp)}, weights.{name}.sha256 pins {expected.lower()}",
+            )
+        check_checkpoint(tmp, origin=source.get("path", source.get("url")))
+    return out
