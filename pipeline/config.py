@@ -8,6 +8,13 @@ from typing import Any
 
 from pipeline.upscale import check_method, weight_names
 
+# Options that only some data set kinds read; anything else is a config error.
+KIND_OPTIONS: dict[str, frozenset[str]] = {
+    "celebahq": frozenset(
+        {"split_rule", "split_seed", "splits", "attributes_file", "mapping_file", "partition_file"}
+    ),
+    "emoji": frozenset({"platform", "metadata", "size", "background", "subcategories"}),
+}
 DATASET_DEFAULTS: dict[str, Any] = {
     "kind": "images",
     "enabled": True,
@@ -30,10 +37,18 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     out = copy.deepcopy(dict(config))
     out.setdefault("shard_size", 500)
-    out["measure"] = {"crop_border": "scale", **out.get("measure", {})}
+    measure = {"crop_border": "scale", "gpu": True, **out.get("measure", {})}
+    lpips = {"enabled": True, "net": "alex", "batch_size": 32, **measure.get("lpips", {})}
+    lpips.setdefault("features", f"lpips_{lpips['net']}_features")
+    lpips.setdefault("linear", f"lpips_{lpips['net']}_linear")
+    identity = {"enabled": True, "fallback": "aligned_box", "landmarks": 5, "upsample": None}
+    measure["lpips"] = lpips
+    measure["identity"] = {**identity, **measure.get("identity", {})}
+    out["measure"] = measure
     out["summary"] = {"bootstrap_samples": 1000, "seed": 0, **out.get("summary", {})}
     out["report"] = {"gallery_rows": 8, "title": "facebench report", **out.get("report", {})}
     out.setdefault("gpu_lock_dir", None)
+    out["pulse_gaussian"] = {"samples": 1_000_000, "seed": 0, **out.get("pulse_gaussian", {})}
     prepare = out.setdefault("prepare", {})
     prepare["detector"] = {**DETECTOR_DEFAULTS, **prepare.get("detector", {})}
     prepare.setdefault("multi_face", "largest")
@@ -41,15 +56,20 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, dataset in out["datasets"].items():
         merged = {**DATASET_DEFAULTS, **dataset}
         merged["detector"] = {**prepare["detector"], **dataset.get("detector", {})}
+        for kind, keys in KIND_OPTIONS.items():
+            misplaced = sorted(keys & set(dataset)) if merged["kind"] != kind else []
+            if misplaced:
+                raise ConfigError(
+                    f"datasets.{name}.{misplaced[0]}: only data sets of kind {kind!r} take it "
+                    f"(this one is {merged['kind']!r})"
+                )
         out["datasets"][name] = merged
-    for index, task in enumerate(out["tasks"]):
-        if task["hr"] <= task["lr"]:
-            raise ConfigError(
-                f"tasks[{index}]: hr ({task['hr']}) must be larger than lr ({task['lr']})"
-            )
-    pairs = [(task["lr"], task["hr"]) for task in out["tasks"]]
-    if len(set(pairs)) != len(pairs):
-        raise ConfigError(f"tasks: duplicate (lr, hr) pairs in {pairs}")
+    _check_tasks("tasks", out["tasks"])
+    for name, dataset in out["datasets"].items():
+        if dataset["kind"] == "emoji" and "platform" not in dataset:
+            raise ConfigError(f"datasets.{name}.platform: required for kind 'emoji'")
+        if "tasks" in dataset:
+            _check_tasks(f"datasets.{name}.tasks", dataset["tasks"])
     out.setdefault("weights", {})
     for name, method in out["methods"].items():
         merged = {**METHOD_DEFAULTS, **method}
@@ -64,6 +84,13 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
                     f"(known: {sorted(out['weights'])})"
                 )
         out["methods"][name] = merged
+    if lpips["enabled"]:
+        for key in ("features", "linear"):
+            if lpips[key] not in out["weights"]:
+                raise ConfigError(
+                    f"measure.lpips.{key}: no checkpoint named {lpips[key]!r} in `weights` "
+                    "(add it, or set measure.lpips.enabled: false)"
+                )
     if not any(dataset["enabled"] for dataset in out["datasets"].values()):
         raise ConfigError("datasets: every data set is disabled (enabled: false)")
     if not any(method["enabled"] for method in out["methods"].values()):
@@ -71,11 +98,32 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_tasks(key: str, tasks: list[dict[str, int]]) -> None:
+    for index, task in enumerate(tasks):
+        if task["hr"] <= task["lr"]:
+            raise ConfigError(
+                f"{key}[{index}]: hr ({task['hr']}) must be larger than lr ({task['lr']})"
+            )
+    pairs = [(task["lr"], task["hr"]) for task in tasks]
+    if len(set(pairs)) != len(pairs):
+        raise ConfigError(f"{key}: duplicate (lr, hr) pairs in {pairs}")
+
+
+def dataset_tasks(config: Mapping[str, Any], name: str) -> list[dict[str, int]]:
+    """The tasks of one data set: its own ``tasks`` if set, else the global ones."""
+    return config["datasets"][name].get("tasks") or config["tasks"]
+
+
 def effective_source(source: Mapping[str, Any]) -> dict[str, Any]:
-    """The source a fetch uses: a local ``path`` overrides a ``url`` merged from defaults."""
+    """The source a fetch uses: a local ``path`` overrides ``npm``, which overrides a
+    ``url`` (several kinds appear when an override is merged onto a default)."""
     if "path" in source:
-        return {key: source[key] for key in ("path", "sha256") if key in source}
-    return {key: source[key] for key in ("url", "sha256") if key in source}
+        keys: tuple[str, ...] = ("path", "sha256")
+    elif "npm" in source:
+        keys = ("npm", "version", "registry", "sha256")
+    else:
+        keys = ("url", "sha256")
+    return {key: source[key] for key in keys if key in source}
 
 
 def crop_border(setting: int | str, lr: int, hr: int) -> int:

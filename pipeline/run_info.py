@@ -57,6 +57,11 @@ def collect_run_info(
         "config_digest": config_digest(config),
         "datasets": datasets,
         "tasks": [f"{task['lr']} -> {task['hr']}" for task in config["tasks"]],
+        "dataset_tasks": {
+            name: [f"{task['lr']} -> {task['hr']}" for task in dataset["tasks"]]
+            for name, dataset in config["datasets"].items()
+            if dataset.get("enabled", True) and dataset.get("tasks")
+        },
         "kernels": list(config["kernels"]),
         "methods": methods,
         "metric_conventions": {

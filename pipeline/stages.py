@@ -38,13 +38,28 @@ from pipeline.upscale import build_method
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ssim_y", "lr_psnr")
+# Higher is better for psnr_* and ssim_*; lower for lr_mse, lpips_* and identity_distance.
+METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ssim_y", "lr_psnr", "lr_mse")
+OPTIONAL_METRIC_COLUMNS = ("lpips_alex", "lpips_vgg", "identity_distance")
 
 
-def catalog(source_record: Path, dataset: Mapping[str, Any], out: Path) -> pd.DataFrame:
-    """Catalog the fetched source of one data set into ``manifest.parquet``."""
-    info = json.loads(Path(source_record).read_text())
-    manifest = catalog_dataset(dataset["kind"], Path(info["root"]), dataset)
+def catalog(
+    source_record: Path,
+    dataset: Mapping[str, Any],
+    out: Path,
+    metadata_record: Path | None = None,
+) -> pd.DataFrame:
+    """Catalog the fetched source of one data set into ``manifest.parquet``.
+
+    Sets whose images are rendered (vector emoji) cache them in ``rendered/``
+    beside the manifest; file names there hash their inputs, so the cache
+    never goes stale.
+    """
+    root = Path(json.loads(Path(source_record).read_text())["root"])
+    options = {**dataset, "render_dir": str(Path(out).parent / "rendered")}
+    if metadata_record:
+        options["metadata_root"] = json.loads(Path(metadata_record).read_text())["root"]
+    manifest = catalog_dataset(dataset["kind"], root, options)
     write_parquet(out, manifest)
     return manifest
 
@@ -85,8 +100,9 @@ def detect_faces(
     }
     usable = rows[rows["status"] == "ok"]
     tasks = [(row.image_id, row.path, options) for row in usable.itertuples()]
+    # Unusable catalog rows keep their catalog status (error, skipped, duplicate).
     records = [
-        {"image_id": row.image_id, "status": "error", "reason": row.reason}
+        {"image_id": row.image_id, "status": row.status, "reason": row.reason}
         for row in rows[rows["status"] != "ok"].itertuples()
     ]
     progress = {
@@ -158,6 +174,10 @@ def upscale(
             seconds = (time.perf_counter() - began) / len(chunk)
             for (path, seed), output, known in zip(chunk, result.images, result.facts, strict=True):
                 save_png(staging / f"{path.stem}_s{seed}.png", output)
+                known = dict(known)
+                frames = known.pop("intermediates", None)
+                if frames:  # saved search steps (PULSE's save_every) become an animation
+                    known["animation"] = _save_steps(frames, staging / f"{path.stem}_s{seed}.gif")
                 facts.append(
                     {
                         "image_id": path.stem,
@@ -175,6 +195,14 @@ def upscale(
     return frame
 
 
+def _save_steps(frames: Sequence[tuple[int, np.ndarray]], target: Path) -> str:
+    """Write (step, image) frames as an animated GIF beside the outputs; return its name."""
+    from pipeline.upscale.pulse import save_animation
+
+    save_animation([image for _, image in frames], target)
+    return target.name
+
+
 def _status_of(face_status: str, reason: str) -> tuple[str, str]:
     if face_status == "ok":
         return "ok", ""
@@ -182,7 +210,7 @@ def _status_of(face_status: str, reason: str) -> tuple[str, str]:
         return "no_face", "no face detected (centre crop kept for galleries)"
     if face_status == "no_face":
         return "no_face", "no face detected"
-    return "error", reason or "unusable source image"
+    return face_status, reason or "unusable source image"
 
 
 def measure(
@@ -195,27 +223,45 @@ def measure(
     kernel: str,
     crop_border: int,
     out: Path,
+    lpips: Mapping[str, Any] | None = None,
+    identity: Mapping[str, Any] | None = None,
+    device: str = "cpu",
 ) -> pd.DataFrame:
     """Score each upscaled image of a shard against its ground truth.
 
     One row per (image, seed), for every image of the shard: images that could
-    not be scored keep a status and a reason and NaN metrics. Conventions:
-    8-bit outputs, PSNR/SSIM in float64 after cropping ``crop_border`` pixels
-    (BasicSR's), Y is BT.601 limited range; ``lr_psnr`` compares the output,
-    downscaled with the kernel that made the input, with the input (no crop).
+    not be scored keep a status and a reason and NaN metrics. The upscaling
+    stage's per-image facts (time, device, convergence) are joined in.
+    Conventions: 8-bit outputs; PSNR/SSIM in float64 after cropping
+    ``crop_border`` pixels (BasicSR's), Y is BT.601 limited range;
+    ``lr_psnr``/``lr_mse`` compare the output, downscaled with the kernel that
+    made the input, with the input (no crop; MSE on [0, 1] values as SR3);
+    ``lpips_<net>``: LPIPS v0.1 on RGB scaled to [-1, 1]; ``identity_distance``:
+    distance of dlib face descriptors (< 0.6: same person).
+
+    ``lpips``: ``{"net", "features_path", "linear_path", "batch_size"}`` or None;
+    ``identity``: options of ``pipeline.identity.identity_distance`` or None.
     """
     faces = pd.read_parquet(faces_path)
-    facts_path = Path(sr_dir) / "facts.parquet"
-    facts = pd.read_parquet(facts_path) if facts_path.exists() else pd.DataFrame()
-    seconds = {(r.image_id, r.seed): (r.seconds, r.device) for r in facts.itertuples()}
+    facts = _read_facts(Path(sr_dir) / "facts.parquet")
     lr_size = int(keys["lr_size"])
-    rows = []
+    lpips_model = None
+    if lpips:
+        from pipeline.perceptual import load_lpips
+
+        lpips_model = load_lpips(lpips["net"], lpips["features_path"], lpips["linear_path"], device)
+    rows: list[dict[str, Any]] = []
+    scored: list[tuple[int, np.ndarray, np.ndarray]] = []  # (row index, sr, hr) for LPIPS
     for face in tqdm(faces.itertuples(), total=len(faces), desc="measure", mininterval=10):
         status, reason = _status_of(
             face.status, face.reason if isinstance(face.reason, str) else ""
         )
         hr_path = Path(hr_dir) / f"{face.image_id}.png"
         lr_path = Path(lr_dir) / f"{face.image_id}.png"
+        usable = face.status in ("ok", "fallback")
+        hr = load_array(hr_path) if usable else None
+        lr = load_array(lr_path) if usable else None
+        hr_face = _hr_face(hr, identity) if usable and identity else None
         for seed in seeds:
             sr_path = Path(sr_dir) / f"{face.image_id}_s{seed}.png"
             row: dict[str, Any] = {
@@ -223,28 +269,78 @@ def measure(
                 "status": status, "reason": reason, "crop_border": crop_border,
                 "lr_path": str(lr_path), "sr_path": str(sr_path), "hr_path": str(hr_path),
                 **dict.fromkeys(METRIC_COLUMNS, np.nan),
+                **facts.get((face.image_id, int(seed)), {}),
             }  # fmt: skip
-            row["seconds"], row["device"] = seconds.get((face.image_id, int(seed)), (np.nan, None))
-            if face.status in ("ok", "fallback"):
-                if not sr_path.exists():
-                    row.update(status="missing_output", reason=f"{sr_path} was not produced")
-                else:
-                    row.update(_score(load_array(sr_path), load_array(hr_path), load_array(lr_path),
-                                      lr_size, kernel, crop_border))  # fmt: skip
+            if usable and not sr_path.exists():
+                row.update(status="missing_output", reason=f"{sr_path} was not produced")
+            elif usable:
+                sr = load_array(sr_path)
+                row.update(_score(sr, hr, lr, lr_size, kernel, crop_border))
+                if identity:
+                    from pipeline.identity import identity_distance
+
+                    row.update(identity_distance(sr, hr, hr_face=hr_face, **identity))
+                if lpips_model is not None:
+                    scored.append((len(rows), sr, hr))
             rows.append(row)
+            if lpips_model is not None and len(scored) >= lpips["batch_size"]:
+                _add_lpips(rows, scored, lpips_model, lpips)
+    if lpips_model is not None:
+        _add_lpips(rows, scored, lpips_model, lpips)
     frame = pd.DataFrame(rows)
     write_parquet(out, frame)
     return frame
 
 
+def _read_facts(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (image, seed) facts of the upscaling stage, keyed for joining."""
+    if not path.exists():
+        return {}
+    facts = pd.read_parquet(path)
+    records = facts.drop(columns=["image_id", "seed"]).to_dict("records")
+    keys = zip(facts["image_id"], facts["seed"].astype(int), strict=True)
+    return {key: record for key, record in zip(keys, records, strict=True)}
+
+
+def _hr_face(hr: np.ndarray, identity: Mapping[str, Any]) -> Any:
+    # The ground truth's descriptor is shared by every seed of the image.
+    from pipeline.identity import face_descriptor
+
+    return face_descriptor(hr, **identity)
+
+
+def _add_lpips(
+    rows: list[dict[str, Any]],
+    scored: list[tuple[int, np.ndarray, np.ndarray]],
+    model: Any,
+    lpips: Mapping[str, Any],
+) -> None:
+    """Compute LPIPS for the collected (row, sr, hr) triples in one batch, then clear them."""
+    from pipeline.perceptual import lpips_distance
+
+    if not scored:
+        return
+    distances = lpips_distance(
+        model,
+        np.stack([sr for _, sr, _ in scored]),
+        np.stack([hr for _, _, hr in scored]),
+        batch_size=lpips["batch_size"],
+    )
+    for (index, _, _), value in zip(scored, distances, strict=True):
+        rows[index][f"lpips_{lpips['net']}"] = float(value)
+    scored.clear()
+
+
 def _score(
     sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, lr_size: int, kernel: str, crop_border: int
 ) -> dict[str, float]:
+    reduced = downscale_image(sr, lr_size, kernel)
     return {
         "psnr_rgb": quality.psnr(sr, hr, crop_border=crop_border, y_channel=False),
         "psnr_y": quality.psnr(sr, hr, crop_border=crop_border, y_channel=True),
         "ssim_y": quality.ssim(sr, hr, crop_border=crop_border, y_channel=True),
-        "lr_psnr": quality.psnr(downscale_image(sr, lr_size, kernel), lr, crop_border=0),
+        "lr_psnr": quality.psnr(reduced, lr, crop_border=0),
+        "lr_mse": quality.mse(reduced, lr),
     }
 
 
@@ -257,12 +353,90 @@ def merge_tables(parts: Sequence[Path], out: Path) -> pd.DataFrame:
 
 
 def summarize(
-    per_image_path: Path, n_boot: int, seed: int, out_csv: Path, out_md: Path
+    per_image_path: Path,
+    n_boot: int,
+    seed: int,
+    out_csv: Path,
+    out_md: Path,
+    manifests: Sequence[Path] = (),
 ) -> pd.DataFrame:
-    """Aggregate per-image metrics: mean, median, bootstrap 95% CI, counts left out."""
+    """Aggregate per-image metrics: mean, median, bootstrap 95% CI, counts left out.
+
+    Rows: every data set x task x kernel x method x metric, over all images
+    (``category == "all"``) and over each category of the manifests (an image
+    counts in every category it has). Seeds are pooled; ``seed_std`` is the
+    mean over images of the spread across seeds (NaN for one seed). PSNR and
+    SSIM names carry their crop (``psnr_y_crop8``), and ``convention`` says
+    how every metric was computed.
+    """
     per_image = pd.read_parquet(per_image_path)
-    metrics = [name for name in METRIC_COLUMNS if name in per_image.columns]
-    summary = summarize_frame(per_image, metrics, n_boot=n_boot, seed=seed)
+    candidates = (*METRIC_COLUMNS, *OPTIONAL_METRIC_COLUMNS)
+    metrics = [name for name in candidates if name in per_image.columns]
+    groups = ["dataset", "task", "kernel", "method"]
+    overall = summarize_frame(per_image, metrics, group_cols=groups, n_boot=n_boot, seed=seed)
+    overall.insert(len(groups), "category", "all")
+    parts = [overall]
+    categories = _categories(manifests)
+    if len(categories):
+        tagged = per_image.merge(categories, on=["dataset", "image_id"], how="inner")
+        tagged = tagged.explode("category").dropna(subset=["category"])
+        if len(tagged):
+            parts.append(
+                summarize_frame(
+                    tagged, metrics, group_cols=[*groups, "category"], n_boot=n_boot, seed=seed
+                )
+            )
+    summary = pd.concat(parts, ignore_index=True)
+    summary = summary.merge(
+        _seed_spread(per_image, metrics, groups), how="left", on=[*groups, "metric"]
+    )
+    crops = per_image.groupby("task")["crop_border"].first().to_dict()
+    summary["convention"] = [METRIC_CONVENTIONS.get(m, "") for m in summary["metric"]]
+    summary["metric"] = [
+        f"{m}_crop{crops.get(t, 0)}" if m.startswith(("psnr_", "ssim_")) else m
+        for m, t in zip(summary["metric"], summary["task"], strict=True)
+    ]
     write_csv(out_csv, summary)
-    write_text(out_md, to_markdown(summary))
+    overall = summary[summary["category"] == "all"]
+    write_text(out_md, to_markdown(overall.drop(columns=["category", "seed_std", "convention"])))
     return summary
+
+
+METRIC_CONVENTIONS = {
+    "psnr_rgb": "8-bit RGB, float64, crop_border px cropped (BasicSR)",
+    "psnr_y": "Y of BT.601 limited range (MATLAB rgb2ycbcr), float64, crop_border px cropped",
+    "ssim_y": "Y, 11x11 Gaussian window sigma 1.5, valid region, crop_border px cropped",
+    "lr_psnr": "output downscaled with the input's kernel vs the input, no crop",
+    "lr_mse": "as lr_psnr, mean squared error of [0, 1] values (SR3)",
+    "lpips_alex": "LPIPS v0.1 AlexNet, RGB scaled to [-1, 1]",
+    "lpips_vgg": "LPIPS v0.1 VGG16, RGB scaled to [-1, 1]",
+    "identity_distance": "dlib face descriptor distance (< 0.6: same person)",
+}
+
+
+def _categories(manifests: Sequence[Path]) -> pd.DataFrame:
+    """(dataset, image_id, category list) of every manifest; the data set is its folder's name."""
+    frames = []
+    for path in manifests:
+        manifest = pd.read_parquet(path, columns=["image_id", "categories"])
+        manifest["dataset"] = Path(path).parent.name
+        frames.append(manifest.rename(columns={"categories": "category"}))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "image_id", "category"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _seed_spread(
+    per_image: pd.DataFrame, metrics: Sequence[str], groups: list[str]
+) -> pd.DataFrame:
+    """Mean over images of the standard deviation across seeds, per group and metric."""
+    ok = per_image[per_image["status"] == "ok"]
+    rows = []
+    for keys, frame in ok.groupby(groups, dropna=False):
+        for metric in metrics:
+            per_seed = frame.groupby("image_id")[metric].std(ddof=1)
+            spread = float(per_seed.mean()) if frame["seed"].nunique() > 1 else np.nan
+            rows.append(
+                {**dict(zip(groups, keys, strict=True)), "metric": metric, "seed_std": spread}
+            )
+    return pd.DataFrame(rows, columns=[*groups, "metric", "seed_std"])

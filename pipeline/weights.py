@@ -6,6 +6,7 @@ put under ``resources/weights/``.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,29 +34,40 @@ def fetch_weights(name: str, source: Mapping[str, Any], out: Path) -> Path:
     """Place checkpoint ``name`` at ``out``: downloaded (url, sha256) or copied (path).
 
     The file is verified (sha256 when given, loadable with ``weights_only``)
-    before it appears under its final name.
+    before it appears under its final name. A download goes first to a fixed
+    staging name beside ``out``, so an interrupted one resumes on the next run.
     """
     out = Path(out)
+    origin = source.get("path", source.get("url"))
     hint = (
         f"put the file at {out} by hand, or set weights.{name}.path to a local copy "
         f"(weights.{name}.sha256 pins its hash)"
     )
-    with atomic_path(out) as tmp:
-        if "path" in source:
-            local = Path(source["path"]).expanduser()
-            if not local.is_file():
-                raise InputError(local, f"checkpoint {name!r} not found; {hint}")
+    if "path" in source:
+        local = Path(source["path"]).expanduser()
+        if not local.is_file():
+            raise InputError(local, f"checkpoint {name!r} not found; {hint}")
+        with atomic_path(out) as tmp:
             shutil.copyfile(local, tmp)
-        else:
-            try:
-                download(source["url"], tmp, source.get("sha256"))
-            except Exception as exc:
-                raise RuntimeError(f"checkpoint {name!r}: {exc}\nTo fix: {hint}") from exc
-        expected = source.get("sha256")
-        if expected and sha256_file(tmp) != expected.lower():
-            raise InputError(
-                source.get("path", source.get("url")),
-                f"sha256 is {sha256_file(tmp)}, weights.{name}.sha256 pins {expected.lower()}",
-            )
-        check_checkpoint(tmp, origin=source.get("path", source.get("url")))
+            _verify(name, tmp, source.get("sha256"), origin)
+        return out
+    staged = out.with_name(f".{out.name}.download")
+    try:
+        download(source["url"], staged, source.get("sha256"), config_key=f"weights.{name}")
+    except Exception as exc:
+        raise RuntimeError(f"checkpoint {name!r}: {exc}\nTo fix: {hint}") from exc
+    try:
+        _verify(name, staged, source.get("sha256"), origin)
+    except InputError:
+        staged.unlink(missing_ok=True)
+        raise
+    os.replace(staged, out)
     return out
+
+
+def _verify(name: str, path: Path, expected: str | None, origin: str) -> None:
+    if expected and sha256_file(path) != expected.lower():
+        raise InputError(
+            origin, f"sha256 is {sha256_file(path)}, weights.{name}.sha256 pins {expected.lower()}"
+        )
+    check_checkpoint(path, origin=origin)

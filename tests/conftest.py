@@ -81,7 +81,7 @@ def zip_folder(folder: Path, archive: Path) -> str:
 
 
 def tiny_config(data: Path, archive: Path, archive_sha: str) -> dict:
-    return {
+    config = {
         "run_name": "tiny",
         "shard_size": 4,
         "datasets": {
@@ -97,6 +97,18 @@ def tiny_config(data: Path, archive: Path, archive_sha: str) -> dict:
         "summary": {"bootstrap_samples": 200, "seed": 0},
         "report": {"gallery_rows": 4},
     }
+    weights = SHARED / "weights"
+    if (weights / "alexnet_features.pth").is_file():
+        config["weights"] = {
+            "lpips_alex_features": {"path": str(weights / "alexnet_features.pth")},
+            "lpips_alex_linear": {"path": str(weights / "lpips_v0.1_alex_lin.pth")},
+        }
+    else:
+        config["measure"] = {"lpips": {"enabled": False}}
+    yale = SHARED / "mirror" / "yalefaces.zip"
+    if yale.is_file():  # the real upstream layout, through its own catalog kind
+        config["datasets"]["yale"] = {"kind": "yale", "source": {"path": str(yale)}, "limit": 4}
+    return config
 
 
 def make_tiny_project(folder: Path) -> Path:

@@ -14,6 +14,7 @@ BASE = {
     "tasks": [{"lr": 16, "hr": 128}],
     "kernels": ["pil-bicubic"],
     "methods": {"bicubic": {"arch": "interpolate"}},
+    "measure": {"lpips": {"enabled": False}},
 }
 
 
@@ -85,7 +86,22 @@ def test_an_extra_config_file_can_drop_a_data_set(tiny_project):
     extra = tiny_project / "extra.yaml"
     extra.write_text(yaml.safe_dump({"datasets": {"zipped": {"enabled": False}}}))
     result = run_snakemake(tiny_project, "--dry-run", "--cores", "1", "--configfile", str(extra))
-    assert "resources/data/folder/source.json" in result.stdout
+    assert "resources/data/folder/source/record.json" in result.stdout
     assert "zipped" not in result.stdout
     with pytest.raises(ConfigError, match="every data set is disabled"):
         normalize({**BASE, "datasets": {"d": {"source": {"path": "/p"}, "enabled": False}}})
+
+
+def test_lpips_needs_its_checkpoints_and_methods_theirs():
+    with pytest.raises(ConfigError, match=r"measure\.lpips\.features: no checkpoint named"):
+        normalize({**BASE, "measure": {}})
+    esrgan = {"arch": "esrgan", "weights": "absent"}
+    with pytest.raises(ConfigError, match=r"methods\.sr\.weights: no checkpoint named 'absent'"):
+        normalize({**BASE, "methods": {"sr": esrgan}})
+
+
+def test_source_precedence_path_npm_url():
+    merged = {"url": "http://x/y.tgz", "npm": "openmoji", "version": "17.0.0", "path": "/p"}
+    assert effective_source(merged) == {"path": "/p"}
+    merged.pop("path")
+    assert effective_source(merged) == {"npm": "openmoji", "version": "17.0.0"}

@@ -33,12 +33,14 @@ REPO = TESTS.parent
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 FAKE_SLURM = TESTS / "fake_slurm"
 
-# The workflow's rules; `download` and `all` run on the submitting host.
+# The workflow's rules; `download`, `fetch_weights` and `all` run on the submitting host.
 WORKFLOW_RULES = {
-    "download", "catalog", "detect_faces", "align", "downscale", "upscale",
-    "measure", "merge_faces", "merge_metrics", "summarize", "report",
+    "download", "fetch_weights", "fit_pulse_gaussian", "catalog", "detect_faces", "align",
+    "downscale", "upscale", "measure", "merge_faces", "merge_metrics", "summarize", "report",
 }  # fmt: skip
-LOCAL_RULES = {"all", "download"}
+LOCAL_RULES = {"all", "download", "fetch_weights"}
+# Rules the tiny project does not need (it has no PULSE method).
+UNUSED_BY_TINY_PROJECT = {"fit_pulse_gaussian"}
 
 HAVE_PLUGIN = all(
     importlib.util.find_spec(name) is not None
@@ -425,22 +427,28 @@ def test_real_workflow_submits_each_remote_rule_once_with_profile_resources(tiny
     )  # fmt: skip
 
     jobs = announced_jobs(result.stdout + result.stderr)
-    assert {rule for kind, rule, _ in jobs if kind == "localrule"} == LOCAL_RULES
+    # fetch_weights runs only where the tiny project has LPIPS checkpoints (../shared).
+    assert {"all", "download"} <= {rule for kind, rule, _ in jobs if kind == "localrule"}
+    assert {rule for kind, rule, _ in jobs if kind == "localrule"} <= LOCAL_RULES
     remote = {rule: threads for kind, rule, threads in jobs if kind != "localrule"}
-    assert set(remote) == WORKFLOW_RULES - LOCAL_RULES
+    assert set(remote) == WORKFLOW_RULES - LOCAL_RULES - UNUSED_BY_TINY_PROJECT
     submissions = cluster.submissions()
     assert Counter(s["rule"] for s in submissions) == dict.fromkeys(remote, 1)
     assert all(s["attempt"] == 1 for s in submissions)
     assert all(cluster.job(s["jobid"])["state"] == "COMPLETED" for s in submissions)
 
     settings = load_profile(profile)
+    # Metric jobs ask for a GPU when LPIPS runs (the tiny project has its weights with ../shared).
+    tiny_config = yaml.safe_load((tiny_project / "config.yaml").read_text())
+    lpips = tiny_config.get("measure", {}).get("lpips", {}).get("enabled", True)
+    gpu_rules = {"upscale", "measure"} if lpips else {"upscale"}
     for record in submissions:
         rule = record["rule"]
         check_submission(
             record,
             expected_resources(settings, rule),
             threads=remote[rule],
-            gpus=1 if rule == "upscale" else 0,
+            gpus=1 if rule in gpu_rules else 0,
             cluster=cluster,
         )
     steps = {step["jobid"]: step for step in cluster.steps()}

@@ -109,13 +109,23 @@ def test_summary_and_report(finished_run):
     workdir, _ = finished_run
     config = config_of(workdir)
     summary = pd.read_csv(workdir / "results/metrics/summary.csv")
+    categories = summary[summary["category"] != "all"]
+    summary = summary[summary["category"] == "all"]
     groups = summary.groupby(["dataset", "task", "kernel", "method"]).size()
     assert len(groups) == len(config["datasets"]) * len(config["tasks"]) * len(config["methods"])
-    psnr = summary[summary["metric"] == "psnr_y"]
+    # PSNR/SSIM names carry their crop: the scale factor by default.
+    assert {"psnr_y_crop4", "psnr_y_crop2"} <= set(summary["metric"])
+    psnr = summary[summary["metric"].str.startswith("psnr_y")]
     assert (psnr["ci_low"] <= psnr["mean"]).all() and (psnr["mean"] <= psnr["ci_high"]).all()
-    folder = summary[(summary["dataset"] == "folder") & (summary["metric"] == "psnr_y")]
+    folder = summary[(summary["dataset"] == "folder") & summary["metric"].str.startswith("psnr_y")]
     assert (folder["n_excluded"] >= 2).all()  # the two broken files at least
     assert folder["excluded_reasons"].str.contains("error").all()
+    if "yale" in config["datasets"]:  # the real Yale layout gives categories
+        yale = categories[categories["dataset"] == "yale"]
+        assert yale["category"].str.startswith("subject:").any()
+        overall_n = summary.set_index(["dataset", "task", "method", "metric"])["n"]
+        for row in yale.itertuples():
+            assert row.n <= overall_n[(row.dataset, row.task, row.method, row.metric)]
     index = workdir / "reports/tiny/index.html"
     html = index.read_text()
     assert "<table" in html and "bicubic" in html and "lanczos" in html

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.catalog import build_manifest
+from pipeline.datasets import celebahq, croppedyale, emoji, yale
 
 Catalog = Callable[[Path, Mapping[str, Any]], pd.DataFrame]
 
@@ -26,7 +27,13 @@ def _images(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     return build_manifest(root, split=options.get("split", "test"), limit=options.get("limit"))
 
 
-KINDS: dict[str, Catalog] = {"images": _images}
+KINDS: dict[str, Catalog] = {
+    "images": _images,
+    "yale": yale.catalog,
+    "croppedyale": croppedyale.catalog,
+    "celebahq": celebahq.catalog,
+    "emoji": emoji.catalog,
+}
 
 
 def catalog_dataset(kind: str, root: Path, options: Mapping[str, Any]) -> pd.DataFrame:

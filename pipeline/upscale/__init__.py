@@ -120,14 +120,19 @@ def build_method(
     """
     spec = get_arch(options["arch"])
     merged = {**spec.defaults, **{k: v for k, v in options.items() if k not in COMMON_OPTIONS}}
+    # The architecture's own build says which files it cannot do without.
     for slot, build_option in spec.weight_slots.items():
         merged.pop(slot, None)
         if weight_files and slot in weight_files:
             merged[build_option] = str(weight_files[slot])
-        elif build_option not in merged:
-            raise ValueError(f"arch {spec.name!r}: no file given for its {slot!r} checkpoint")
+    # Files the workflow derives from checkpoints (e.g. PULSE's Gaussian fit).
+    for key, path in (weight_files or {}).items():
+        if key not in spec.weight_slots:
+            merged[f"{key}_path"] = str(path)
     return spec.build(merged, device)
 
 
 # Architectures register themselves on import.
+from pipeline.upscale import cnn as cnn  # noqa: E402
 from pipeline.upscale import interpolate  # noqa: E402, F401
+from pipeline.upscale import pulse_spec as pulse_spec  # noqa: E402

@@ -8,7 +8,7 @@ from pipeline.smk import put_checkout_on_pythonpath
 # the code whose digests the rules' params record.
 put_checkout_on_pythonpath(workflow.basedir)
 
-from pipeline.config import normalize, effective_source, crop_border
+from pipeline.config import crop_border, dataset_tasks, effective_source, normalize
 from pipeline.provenance import code_digest
 from pipeline.shards import manifest_shards
 from pipeline.upscale import get_arch, weight_names
@@ -27,6 +27,8 @@ wildcard_constraints:
     lr=r"\d+",
     hr=r"\d+",
     kernel=r"[a-z0-9-]+",
+    role=r"source|metadata",
+    weights=r"[A-Za-z0-9_]+",
 
 
 def shards_of(dataset):
@@ -45,8 +47,16 @@ def catalog_options(name):
     return {
         key: value
         for key, value in config["datasets"][name].items()
-        if key not in ("source", "detector", "enabled")
+        if key not in ("source", "metadata", "detector", "enabled", "tasks")
     }
+
+
+def catalog_records(wildcards):
+    """The fetched sources a catalog reads: the data set's, and its metadata's if any."""
+    records = {"record": f"resources/data/{wildcards.dataset}/source/record.json"}
+    if "metadata" in config["datasets"][wildcards.dataset]:
+        records["metadata"] = f"resources/data/{wildcards.dataset}/metadata/record.json"
+    return records
 
 
 def enabled_methods():
@@ -54,12 +64,16 @@ def enabled_methods():
 
 
 def method_identity(name):
-    """What a method's results depend on: its options, not how it is batched."""
-    return {
-        k: v
-        for k, v in config["methods"][name].items()
-        if k not in ("batch_size", "enabled")
-    }
+    """What a method's results depend on: its options, and, for stochastic
+    searches (PULSE), its batch size too: in float32 the search path depends
+    on batch composition."""
+    method = config["methods"][name]
+    ignored = (
+        {"enabled"}
+        if get_arch(method["arch"]).stochastic
+        else {"enabled", "batch_size"}
+    )
+    return {k: v for k, v in method.items() if k not in ignored}
 
 
 def method_code(name):
@@ -69,11 +83,32 @@ def method_code(name):
 
 
 def method_weights(wildcards):
-    """Fetched checkpoints of a method, as named inputs ``weights_<slot>``."""
-    return {
+    """Fetched checkpoints of a method (and files derived from them), as named
+    inputs ``weights_<slot>``."""
+    method = config["methods"][wildcards.method]
+    files = {
         f"weights_{slot}": f"resources/weights/{weights}.pth"
-        for slot, weights in weight_names(config["methods"][wildcards.method]).items()
+        for slot, weights in weight_names(method).items()
     }
+    if method["arch"] == "pulse":
+        files["weights_gaussian"] = f"resources/weights/{method['mapping']}.gaussian.pt"
+    return files
+
+
+def measure_weights(wildcards):
+    """Checkpoints the metric jobs read (LPIPS), as named inputs."""
+    lpips = config["measure"]["lpips"]
+    if not lpips["enabled"]:
+        return {}
+    return {
+        "lpips_features": f"resources/weights/{lpips['features']}.pth",
+        "lpips_linear": f"resources/weights/{lpips['linear']}.pth",
+    }
+
+
+def measure_gpus():
+    measure = config["measure"]
+    return 1 if measure["gpu"] and measure["lpips"]["enabled"] else 0
 
 
 def method_gpus(name):
@@ -87,7 +122,7 @@ def measure_targets(wildcards):
         for shard in shards_of(dataset)
         for method in enabled_methods()
         for kernel in config["kernels"]
-        for task in config["tasks"]
+        for task in dataset_tasks(config, dataset)
     ]
 
 

@@ -6,17 +6,21 @@ localrules:
 
 rule download:
     output:
-        record="resources/data/{dataset}/source.json",
+        record="resources/data/{dataset}/{role}/record.json",
     log:
-        "logs/download/{dataset}.log",
+        "logs/download/{dataset}-{role}.log",
     conda:
         "../../envs/facebench.yaml"
     resources:
         mem_mb=1000,
     params:
         source=lambda wildcards: effective_source(
-            config["datasets"][wildcards.dataset]["source"]
+            config["datasets"][wildcards.dataset][wildcards.role]
         ),
+        config_key=lambda wildcards: f"datasets.{wildcards.dataset}.{wildcards.role}",
+        # Every download job updates the lock under a file lock: it is neither
+        # an input nor an output.
+        lock_file="resources/sources.lock.json",
         code=code_digest("pipeline.sources"),
     script:
         "../scripts/download.py"
@@ -24,7 +28,7 @@ rule download:
 
 checkpoint catalog:
     input:
-        record=rules.download.output.record,
+        unpack(catalog_records),
     output:
         manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
     log:

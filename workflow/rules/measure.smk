@@ -1,5 +1,6 @@
 rule measure:
     input:
+        unpack(measure_weights),
         faces=rules.detect_faces.output.faces,
         hr=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
         lr=rules.downscale.output.lr,
@@ -14,14 +15,26 @@ rule measure:
         "../../envs/facebench.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        gpu=measure_gpus(),
+        mem_mb=4000,
         runtime=60,
     params:
         seeds=lambda wildcards: config["methods"][wildcards.method]["seeds"],
         crop_border=lambda wildcards: crop_border(
             config["measure"]["crop_border"], int(wildcards.lr), int(wildcards.hr)
         ),
-        code=code_digest("pipeline.metrics", "pipeline.stages"),
+        lpips={
+            k: v
+            for k, v in config["measure"]["lpips"].items()
+            if k in ("enabled", "net", "batch_size")
+        },
+        identity=config["measure"]["identity"],
+        code=code_digest(
+            "pipeline.metrics",
+            "pipeline.stages",
+            "pipeline.perceptual",
+            "pipeline.identity",
+        ),
     script:
         "../scripts/measure.py"
 
@@ -45,6 +58,9 @@ rule merge_metrics:
 rule summarize:
     input:
         per_image=rules.merge_metrics.output.table,
+        manifests=lambda wildcards: expand(
+            f"{RESULTS}/{{dataset}}/manifest.parquet", dataset=enabled_datasets()
+        ),
     output:
         csv=f"{RESULTS}/metrics/summary.csv",
         markdown=f"{RESULTS}/metrics/summary.md",

@@ -18,3 +18,26 @@ rule fetch_weights:
         code=code_digest("pipeline.weights"),
     script:
         "../scripts/fetch_weights.py"
+
+
+rule fit_pulse_gaussian:
+    input:
+        mapping="resources/weights/{weights}.pth",
+    output:
+        fit="resources/weights/{weights}.gaussian.pt",
+    log:
+        "logs/fit_pulse_gaussian/{weights}.log",
+    benchmark:
+        "results/benchmarks/fit_pulse_gaussian/{weights}.tsv"
+    conda:
+        "../../envs/facebench.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        samples=config["pulse_gaussian"]["samples"],
+        seed=config["pulse_gaussian"]["seed"],
+        code=code_digest("pipeline.upscale.pulse"),
+    script:
+        "../scripts/fit_pulse_gaussian.py"

@@ -7,6 +7,7 @@ from pipeline.run_info import collect_run_info
 from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
+    summary = pd.read_csv(snakemake.input.summary)
     run_info = collect_run_info(
         config=snakemake.config,
         manifests=snakemake.input.manifests,
@@ -16,7 +17,8 @@ with job_log(snakemake.log[0]):
     )
     render_report(
         per_image=pd.read_parquet(snakemake.input.per_image),
-        summary=pd.read_csv(snakemake.input.summary),
+        # Per-category rows belong to the category galleries (not in this report yet).
+        summary=summary[summary["category"] == "all"],
         run_info=run_info,
         out_dir=Path(snakemake.output.index).parent,
         gallery_rows=snakemake.params.report["gallery_rows"],

@@ -8,4 +8,5 @@ with job_log(snakemake.log[0]):
         seed=snakemake.params.seed,
         out_csv=snakemake.output.csv,
         out_md=snakemake.output.markdown,
+        manifests=snakemake.input.manifests,
     )

@@ -4,7 +4,7 @@ from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
     method_config = snakemake.config["methods"][snakemake.wildcards.method]
-    # Batch size is an execution setting, kept out of params so changing it reruns nothing.
+    # Batch size is an execution setting (in params only where it changes results).
     method = {**snakemake.params.method, "batch_size": method_config["batch_size"]}
     weight_files = {
         key.removeprefix("weights_"): path
