@@ -39,21 +39,13 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_name  # noqa: E402
+
 from pipeline import identity, metrics, perceptual  # noqa: E402
 from pipeline.io import write_json  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 SIZE, LR = 128, 32
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:

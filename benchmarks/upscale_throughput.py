@@ -31,21 +31,13 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_name  # noqa: E402
+
 from pipeline.io import write_json  # noqa: E402
 from pipeline.upscale import Upscaler, build_method  # noqa: E402
 
 SHARED_WEIGHTS = REPO.parent / "shared" / "weights" / "RealESRGAN_x4plus.pth"
 LR, HR = 32, 128
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_methods(device: str) -> dict[str, tuple[Upscaler, dict[str, Any]]]:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.io import InputError
+from pipeline.torch_io import load_weights_file
 
 if TYPE_CHECKING:
     import torch
@@ -68,13 +69,7 @@ def _read_state_dict(path: Path, what: str) -> dict[str, Any]:
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: LPIPS {what} weights file not found. {_WHERE}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise InputError(
-            path,
-            f"cannot be read as a PyTorch state dict of LPIPS {what} weights ({exc}). {_WHERE}",
-        ) from exc
+    state = load_weights_file(path, f"state dict of LPIPS {what} weights", hint=_WHERE)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(path, f"is not a flat state dict of tensors (LPIPS {what} weights)")
     return state

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.io import InputError, atomic_path
 from pipeline.sources import download, sha256_file
+from pipeline.torch_io import load_weights_file
 
 
 def check_checkpoint(path: Path, origin: str | Path | None = None) -> None:
@@ -21,13 +22,12 @@ def check_checkpoint(path: Path, origin: str | Path | None = None) -> None:
 
     The error names ``origin`` (where the file came from) when given.
     """
-    import torch
-
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        problem = f"not a loadable PyTorch checkpoint ({exc.__class__.__name__}: {exc})"
-        raise InputError(origin or path, problem) from exc
+        load_weights_file(path)
+    except InputError as exc:
+        raise InputError(
+            origin or path, f"not a loadable PyTorch checkpoint ({exc.problem})"
+        ) from exc
 
 
 def fetch_weights(name: str, source: Mapping[str, Any], out: Path) -> Path:

@@ -73,6 +73,7 @@ from tqdm import tqdm
 
 from pipeline.io import InputError, atomic_path
 from pipeline.resize import KERNELS
+from pipeline.torch_io import load_weights_file
 from pipeline.upscale import UpscaleBatch, Upscaler
 from pipeline.upscale.pulse_spec import (  # noqa: F401 (re-exported: the public API is here)
     DEFAULT_LOSS,
@@ -261,12 +262,7 @@ def load_gaussian(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     and positive ``std`` of shape (512,).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "Gaussian fit not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise InputError(path, f"not a loadable torch file ({exc.__class__.__name__})") from exc
+    payload = load_weights_file(path, "Gaussian fit")
     if not isinstance(payload, Mapping) or not {"mean", "std"} <= set(payload):
         raise InputError(path, "expected a dict with 'mean' and 'std' tensors")
     fit = {}
@@ -595,12 +591,7 @@ def _load_state_dict(path: Any, option: str) -> dict[str, torch.Tensor]:
     if not path:
         raise ValueError(f"arch 'pulse': option {option} (a local checkpoint file) is required")
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, f"{option}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise InputError(path, f"{option}: not a loadable checkpoint ({exc})") from exc
+    state = load_weights_file(path, f"{option} checkpoint")
     if not isinstance(state, Mapping):
         raise InputError(path, f"{option}: expected a state dict, got {type(state).__name__}")
     return dict(state)

@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline.io import InputError
 from pipeline.resize import KERNELS
+from pipeline.torch_io import load_weights_file
 from pipeline.upscale import UpscaleBatch
 
 if TYPE_CHECKING:
@@ -255,17 +256,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint file not found")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise InputError(
-            path,
-            "cannot be read as a weights-only PyTorch checkpoint "
-            f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            "a file holding a pickled model object must first be converted to a state dict",
-        ) from exc
+    loaded = load_weights_file(
+        path,
+        "checkpoint file",
+        hint="a file holding a pickled model object must first be converted to a state dict",
+    )
     state = loaded
     while isinstance(state, Mapping):
         inner = next((key for key in WRAPPER_KEYS if isinstance(state.get(key), Mapping)), None)
