@@ -113,8 +113,9 @@ def test_summary_and_report(finished_run):
     summary = summary[summary["category"] == "all"]
     groups = summary.groupby(["dataset", "task", "kernel", "method"]).size()
     assert len(groups) == len(config["datasets"]) * len(config["tasks"]) * len(config["methods"])
-    # PSNR/SSIM names carry their crop: the scale factor by default.
-    assert {"psnr_y_crop4", "psnr_y_crop2"} <= set(summary["metric"])
+    # PSNR/SSIM names carry their crop: the scale factor (x4 in both tasks) by default.
+    assert {"psnr_y_crop4", "ssim_y_crop4"} <= set(summary["metric"])
+    assert not {"psnr_y", "ssim_y"} & set(summary["metric"])
     psnr = summary[summary["metric"].str.startswith("psnr_y")]
     assert (psnr["ci_low"] <= psnr["mean"]).all() and (psnr["mean"] <= psnr["ci_high"]).all()
     folder = summary[(summary["dataset"] == "folder") & summary["metric"].str.startswith("psnr_y")]
