@@ -111,6 +111,16 @@ def tiny_config(data: Path, archive: Path, archive_sha: str) -> dict:
     return config
 
 
+@pytest.fixture
+def torch_one_thread():
+    """Small convolutions on a busy 2-core machine run far faster single-threaded."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_tiny_project(folder: Path) -> Path:
     """Write a working folder with ``config.yaml`` describing a tiny offline benchmark.
 

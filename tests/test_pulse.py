@@ -38,17 +38,10 @@ from pipeline.upscale.stylegan import (
     load_synthesis,
 )
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan"
 FAR = 1e-9  # an eps no search reaches in a few steps
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small convolutions on a busy 2-core machine are far faster single-threaded.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- pure functions

@@ -24,6 +24,8 @@ from pipeline.upscale.stylegan import (
     synthesis_kwargs_of,
 )
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan"
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -35,15 +37,6 @@ needs_fixtures = pytest.mark.skipif(
 
 def load_fixture(name: str):
     return torch.load(FIXTURES / name, map_location="cpu", weights_only=True)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small convolutions on a busy 2-core machine are far faster single-threaded.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @needs_fixtures
