@@ -272,3 +272,17 @@ def ssim_batch(
         stop = start + _SSIM_CHUNK
         out[start:stop] = _ssim_mean(imgs[start:stop], refs[start:stop], crop_border, y_channel)
     return out
+
+
+# Every per-image metric column of the benchmark, in table order, with how it is
+# computed. Higher is better for psnr_* and ssim_*; lower for the others.
+METRIC_CONVENTIONS = {
+    "psnr_rgb": "8-bit RGB, float64, crop_border px cropped (BasicSR)",
+    "psnr_y": "Y of BT.601 limited range (MATLAB rgb2ycbcr), float64, crop_border px cropped",
+    "ssim_y": "Y, 11x11 Gaussian window sigma 1.5, valid region, crop_border px cropped",
+    "lr_psnr": "output downscaled with the input's kernel vs the input, no crop",
+    "lr_mse": "as lr_psnr, mean squared error of [0, 1] values (SR3)",
+    "lpips_alex": "LPIPS v0.1 AlexNet, RGB scaled to [-1, 1]",
+    "lpips_vgg": "LPIPS v0.1 VGG16, RGB scaled to [-1, 1]",
+    "identity_distance": "dlib face descriptor distance (< 0.6: same person)",
+}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.metrics import METRIC_CONVENTIONS
 from pipeline.provenance import config_digest, git_commit, software_versions
 
 
@@ -65,10 +66,7 @@ def collect_run_info(
         "kernels": list(config["kernels"]),
         "methods": methods,
         "metric_conventions": {
-            "psnr_rgb / psnr_y": "8-bit outputs, float64, crop_border px cropped (BasicSR); "
-            "Y = BT.601 limited range (MATLAB rgb2ycbcr)",
-            "ssim_y": "Y channel, 11x11 Gaussian window, sigma 1.5 (BasicSR/MATLAB)",
-            "lr_psnr": "output downscaled with the input's kernel vs the input, no crop",
+            **METRIC_CONVENTIONS,
             "crop_border": str(config["measure"]["crop_border"]),
         },
         "stage_timings": stage_timings(benchmarks_dir),

@@ -38,9 +38,8 @@ from pipeline.upscale import build_method
 
 log = logging.getLogger(__name__)
 
-# Higher is better for psnr_* and ssim_*; lower for lr_mse, lpips_* and identity_distance.
+# Computed for every scored image; LPIPS and identity only when enabled.
 METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ssim_y", "lr_psnr", "lr_mse")
-OPTIONAL_METRIC_COLUMNS = ("lpips_alex", "lpips_vgg", "identity_distance")
 
 
 def catalog(
@@ -370,8 +369,7 @@ def summarize(
     how every metric was computed.
     """
     per_image = pd.read_parquet(per_image_path)
-    candidates = (*METRIC_COLUMNS, *OPTIONAL_METRIC_COLUMNS)
-    metrics = [name for name in candidates if name in per_image.columns]
+    metrics = [name for name in quality.METRIC_CONVENTIONS if name in per_image.columns]
     groups = ["dataset", "task", "kernel", "method"]
     overall = summarize_frame(per_image, metrics, group_cols=groups, n_boot=n_boot, seed=seed)
     overall.insert(len(groups), "category", "all")
@@ -391,7 +389,7 @@ def summarize(
         _seed_spread(per_image, metrics, groups), how="left", on=[*groups, "metric"]
     )
     crops = per_image.groupby("task")["crop_border"].first().to_dict()
-    summary["convention"] = [METRIC_CONVENTIONS.get(m, "") for m in summary["metric"]]
+    summary["convention"] = [quality.METRIC_CONVENTIONS[m] for m in summary["metric"]]
     summary["metric"] = [
         f"{m}_crop{crops.get(t, 0)}" if m.startswith(("psnr_", "ssim_")) else m
         for m, t in zip(summary["metric"], summary["task"], strict=True)
@@ -400,18 +398,6 @@ def summarize(
     overall = summary[summary["category"] == "all"]
     write_text(out_md, to_markdown(overall.drop(columns=["category", "seed_std", "convention"])))
     return summary
-
-
-METRIC_CONVENTIONS = {
-    "psnr_rgb": "8-bit RGB, float64, crop_border px cropped (BasicSR)",
-    "psnr_y": "Y of BT.601 limited range (MATLAB rgb2ycbcr), float64, crop_border px cropped",
-    "ssim_y": "Y, 11x11 Gaussian window sigma 1.5, valid region, crop_border px cropped",
-    "lr_psnr": "output downscaled with the input's kernel vs the input, no crop",
-    "lr_mse": "as lr_psnr, mean squared error of [0, 1] values (SR3)",
-    "lpips_alex": "LPIPS v0.1 AlexNet, RGB scaled to [-1, 1]",
-    "lpips_vgg": "LPIPS v0.1 VGG16, RGB scaled to [-1, 1]",
-    "identity_distance": "dlib face descriptor distance (< 0.6: same person)",
-}
 
 
 def _categories(manifests: Sequence[Path]) -> pd.DataFrame:
@@ -429,14 +415,11 @@ def _categories(manifests: Sequence[Path]) -> pd.DataFrame:
 def _seed_spread(
     per_image: pd.DataFrame, metrics: Sequence[str], groups: list[str]
 ) -> pd.DataFrame:
-    """Mean over images of the standard deviation across seeds, per group and metric."""
+    """Mean over images of the standard deviation across seeds, per group and metric.
+
+    With one seed every per-image deviation is NaN, and so is the mean.
+    """
     ok = per_image[per_image["status"] == "ok"]
-    rows = []
-    for keys, frame in ok.groupby(groups, dropna=False):
-        for metric in metrics:
-            per_seed = frame.groupby("image_id")[metric].std(ddof=1)
-            spread = float(per_seed.mean()) if frame["seed"].nunique() > 1 else np.nan
-            rows.append(
-                {**dict(zip(groups, keys, strict=True)), "metric": metric, "seed_std": spread}
-            )
-    return pd.DataFrame(rows, columns=[*groups, "metric", "seed_std"])
+    per_image_std = ok.groupby([*groups, "image_id"], dropna=False)[list(metrics)].std(ddof=1)
+    spread = per_image_std.groupby(level=groups, dropna=False).mean().reset_index()
+    return spread.melt(id_vars=groups, var_name="metric", value_name="seed_std")
