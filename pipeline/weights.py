@@ -49,25 +49,23 @@ def fetch_weights(name: str, source: Mapping[str, Any], out: Path) -> Path:
             raise InputError(local, f"checkpoint {name!r} not found; {hint}")
         with atomic_path(out) as tmp:
             shutil.copyfile(local, tmp)
-            _verify(name, tmp, source.get("sha256"), origin)
+            expected = source.get("sha256")
+            observed = sha256_file(tmp) if expected else None
+            if expected and observed != expected.lower():
+                raise InputError(
+                    origin, f"sha256 is {observed}, weights.{name}.sha256 pins {expected.lower()}"
+                )
+            check_checkpoint(tmp, origin=origin)
         return out
     staged = out.with_name(f".{out.name}.download")
     try:
         download(source["url"], staged, source.get("sha256"), config_key=f"weights.{name}")
     except Exception as exc:
         raise RuntimeError(f"checkpoint {name!r}: {exc}\nTo fix: {hint}") from exc
-    try:
-        _verify(name, staged, source.get("sha256"), origin)
+    try:  # download() has already checked the sha256
+        check_checkpoint(staged, origin=origin)
     except InputError:
         staged.unlink(missing_ok=True)
         raise
     os.replace(staged, out)
     return out
-
-
-def _verify(name: str, path: Path, expected: str | None, origin: str) -> None:
-    if expected and sha256_file(path) != expected.lower():
-        raise InputError(
-            origin, f"sha256 is {sha256_file(path)}, weights.{name}.sha256 pins {expected.lower()}"
-        )
-    check_checkpoint(path, origin=origin)
