@@ -23,9 +23,7 @@ Writes ``benchmarks/results/metrics_throughput.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +37,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, run_facts  # noqa: E402
 
 from pipeline import identity, metrics, perceptual  # noqa: E402
 from pipeline.io import write_json  # noqa: E402
@@ -151,14 +149,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "crop_border": border,
         "cpu": cpu_name(),
         "cuda_device": torch.cuda.get_device_name(0) if "cuda" in devices else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
         "dlib_uses_blas": bool(__import__("dlib").DLIB_USE_BLAS),
         "identity_sr_faces_detected": f"{sum(detected)}/{len(detected)}",
-        "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **run_facts(load_before),
         "figures": figures,
     }
     write_json(args.out, report)

@@ -17,9 +17,7 @@ Writes ``benchmarks/results/upscale_throughput.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, run_facts  # noqa: E402
 
 from pipeline.io import write_json  # noqa: E402
 from pipeline.upscale import Upscaler, build_method  # noqa: E402
@@ -119,13 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "task": {"lr": LR, "hr": HR, "input": "uniform random uint8 RGB"},
         "device": device,
         "device_name": device_name,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
         "precision": "fp32 (tf32 and bf16 off)",
-        "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **run_facts(load_before),
         "figures": figures,
     }
     write_json(args.out, report)
