@@ -161,6 +161,32 @@ def _choose_face(boxes: np.ndarray, policy: str, width: int, height: int) -> int
     return int(np.argmin(np.hypot(*(centres - image_centre).T)))
 
 
+def _enlarge(image: Image.Image, min_size: int) -> tuple[Image.Image, tuple[float, float]]:
+    """``image`` enlarged (Pillow bicubic) so that its longer side is ``min_size``.
+
+    Returns the image and the per-axis scale (new size / old size; both 1.0 when the
+    longer side already reaches ``min_size``). Each axis is rounded to whole pixels
+    on its own, so the scales are exact for that axis and may differ slightly.
+    """
+    width, height = image.size
+    longer = max(width, height)
+    if longer >= min_size:
+        return image, (1.0, 1.0)
+    factor = min_size / longer
+    new_size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    enlarged = image.resize(new_size, Image.Resampling.BICUBIC)
+    return enlarged, (new_size[0] / width, new_size[1] / height)
+
+
+def _to_original(points: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Map pixel-index points (n, 2) of an image resized by ``scale`` back to the original.
+
+    Pillow resizes pixel centres so that ``x_big + 0.5 = (x + 0.5) * scale``; inverted
+    here per axis.
+    """
+    return (np.asarray(points, dtype=np.float64) + 0.5) / np.asarray(scale) - 0.5
+
+
 def detect_face(
     image: Image.Image,
     detector: str = "hog",
@@ -170,6 +196,7 @@ def detect_face(
     fallback: str = "center_crop",
     *,
     pad_mode: str = "edge",
+    min_size: int = 0,
     model_search: Sequence[Any] = (),
 ) -> FaceResult:
     """Detect one face, its 68 dlib landmarks and its FFHQ alignment quad.
@@ -183,6 +210,13 @@ def detect_face(
         ``pad_mode`` "edge" repeats the edge pixels, "constant" pads with black.
         Landmarks are also computed on the padded image; all returned coordinates
         refer to the original image.
+    min_size: when the image's longer side is below ``min_size`` pixels, the image is
+        first enlarged (Pillow bicubic, any real factor) so that its longer side is
+        ``min_size``; padding and detection then run on the enlarged image. Small
+        images such as 64 px emoji need it: dlib's HOG finds no face under about 80 px,
+        and ``upsample`` only doubles. 0 (the default) never enlarges. Boxes and
+        landmarks are mapped back with the half-pixel convention,
+        ``x = (x_big + 0.5) / factor - 0.5``; the box is rounded to whole pixels.
     multi_face: which face to keep when several are found: "largest" (box area),
         "first" (highest detector score) or "center" (box centre nearest the image centre).
     fallback: when no face is found, "center_crop" returns status "fallback" with the
@@ -199,10 +233,15 @@ def detect_face(
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
     if pad < 0 or upsample < 0:
         raise ValueError(f"pad and upsample must be >= 0, got pad={pad}, upsample={upsample}")
+    if min_size < 0:
+        raise ValueError(f"min_size must be >= 0, got {min_size}")
 
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    height, width = array.shape[:2]
-    border = round(pad * max(width, height))
+    image = image.convert("RGB")
+    width, height = image.size
+    detected_on, scale = _enlarge(image, min_size)
+    array = np.asarray(detected_on, dtype=np.uint8)
+    big_height, big_width = array.shape[:2]
+    border = round(pad * max(big_width, big_height))
     if border:
         array = np.pad(array, ((border, border), (border, border), (0, 0)), mode=pad_mode)
     array = np.ascontiguousarray(array)
@@ -215,7 +254,7 @@ def detect_face(
         return FaceResult("fallback", "no face detected", detector, 0, None, None, quad)
 
     padded_boxes = np.array(boxes, dtype=np.int64)
-    chosen = _choose_face(padded_boxes - border, multi_face, width, height)
+    chosen = _choose_face(padded_boxes - border, multi_face, big_width, big_height)
     left, top, right, bottom = (int(v) for v in padded_boxes[chosen])
 
     import dlib  # deferred: only needed once a face is found
@@ -223,13 +262,17 @@ def detect_face(
     predictor = dlib_models.load_model(dlib_models.SHAPE_68, model_search)
     shape = predictor(array, dlib.rectangle(left, top, right, bottom))
     landmarks = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64) - border
-    box = (left - border, top - border, right - border, bottom - border)
+    corners = np.array([[left, top], [right, bottom]], dtype=np.float64) - border
+    if scale != (1.0, 1.0):
+        landmarks = _to_original(landmarks, scale)
+        corners = _to_original(corners, scale)
+    box_left, box_top, box_right, box_bottom = (int(v) for v in np.rint(corners).ravel())
     return FaceResult(
         status="ok",
         reason="",
         detector=detector,
         n_faces=len(boxes),
-        box=box,
+        box=(box_left, box_top, box_right, box_bottom),
         landmarks=landmarks,
         quad=ffhq_quad(landmarks),
         score=scores[chosen],

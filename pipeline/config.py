@@ -21,7 +21,10 @@ DATASET_DEFAULTS: dict[str, Any] = {
     "limit": None,
     "split": "test",
 }
-DETECTOR_DEFAULTS: dict[str, Any] = {"kind": "hog", "upsample": 1, "pad": 0.0}
+DETECTOR_DEFAULTS: dict[str, Any] = {"kind": "hog", "upsample": 1, "pad": 0.0, "min_size": 0}
+CONTACT_SHEET_DEFAULTS: dict[str, Any] = {"columns": 8, "max_images": 64, "tile_size": 128}
+# Kernels that only reduce by whole factors.
+INTEGER_FACTOR_KERNELS = ("pulse-bicubic",)
 METHOD_DEFAULTS: dict[str, Any] = {"seeds": [0], "enabled": True, "batch_size": 16}
 
 
@@ -46,13 +49,21 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     measure["identity"] = {**identity, **measure.get("identity", {})}
     out["measure"] = measure
     out["summary"] = {"bootstrap_samples": 1000, "seed": 0, **out.get("summary", {})}
-    out["report"] = {"gallery_rows": 8, "title": "facebench report", **out.get("report", {})}
+    out["report"] = {
+        "page_size": 24,
+        "max_images_per_category": None,
+        "seeds_shown": 4,
+        "title": "facebench report",
+        **out.get("report", {}),
+    }
     out.setdefault("gpu_lock_dir", None)
     out["pulse_gaussian"] = {"samples": 1_000_000, "seed": 0, **out.get("pulse_gaussian", {})}
     prepare = out.setdefault("prepare", {})
     prepare["detector"] = {**DETECTOR_DEFAULTS, **prepare.get("detector", {})}
     prepare.setdefault("multi_face", "largest")
     prepare.setdefault("no_face", "center_crop")
+    prepare.setdefault("lr_source_size", None)
+    prepare["contact_sheet"] = {**CONTACT_SHEET_DEFAULTS, **prepare.get("contact_sheet", {})}
     for name, dataset in out["datasets"].items():
         merged = {**DATASET_DEFAULTS, **dataset}
         merged["detector"] = {**prepare["detector"], **dataset.get("detector", {})}
@@ -70,6 +81,7 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"datasets.{name}.platform: required for kind 'emoji'")
         if "tasks" in dataset:
             _check_tasks(f"datasets.{name}.tasks", dataset["tasks"])
+    _check_lr_sources(out)
     out.setdefault("weights", {})
     for name, method in out["methods"].items():
         merged = {**METHOD_DEFAULTS, **method}
@@ -107,6 +119,36 @@ def _check_tasks(key: str, tasks: list[dict[str, int]]) -> None:
     pairs = [(task["lr"], task["hr"]) for task in tasks]
     if len(set(pairs)) != len(pairs):
         raise ConfigError(f"{key}: duplicate (lr, hr) pairs in {pairs}")
+
+
+def lr_source_size(config: Mapping[str, Any], task: Mapping[str, int]) -> int:
+    """Size of the aligned faces a task's low-resolution inputs are made from.
+
+    The task's own ``hr`` unless ``prepare.lr_source_size`` is set (1024 is
+    PULSE's recipe: align at 1024 px, then downscale).
+    """
+    return config["prepare"].get("lr_source_size") or task["hr"]
+
+
+def _check_lr_sources(config: Mapping[str, Any]) -> None:
+    tasks = [
+        (f"datasets.{name}.tasks", task)
+        for name, dataset in config["datasets"].items()
+        for task in dataset.get("tasks") or []
+    ] + [("tasks", task) for task in config["tasks"]]
+    for key, task in tasks:
+        source = lr_source_size(config, task)
+        if source <= task["lr"]:
+            raise ConfigError(
+                f"prepare.lr_source_size: {source} must be larger than the lr size "
+                f"{task['lr']} of {key}"
+            )
+        for kernel in set(config["kernels"]) & set(INTEGER_FACTOR_KERNELS):
+            if source % task["lr"]:
+                raise ConfigError(
+                    f"kernels: {kernel} reduces only by whole factors, but {key} makes "
+                    f"{task['lr']} px inputs from {source} px faces"
+                )
 
 
 def dataset_tasks(config: Mapping[str, Any], name: str) -> list[dict[str, int]]:

@@ -32,6 +32,25 @@ def code_digest(*modules: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_digest(package: str, folder: str) -> str:
+    """Short SHA-256 over the files of a package's data folder (templates, CSS).
+
+    The companion of ``code_digest`` for what a stage reads besides Python code.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"data_digest: no package named {package!r}")
+    root = Path(next(iter(spec.submodule_search_locations))) / folder
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"data_digest: {root} holds no files")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def config_digest(config: Any) -> str:
     """Short SHA-256 of a JSON-serialisable config, independent of key order."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

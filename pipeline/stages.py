@@ -94,6 +94,7 @@ def detect_faces(
         "detector": detector["kind"],
         "upsample": detector["upsample"],
         "pad": detector["pad"],
+        "min_size": detector["min_size"],
         "multi_face": multi_face,
         "fallback": "center_crop" if no_face == "center_crop" else "none",
     }
@@ -123,16 +124,48 @@ def detect_faces(
     return faces
 
 
-def align(faces_path: Path, size: int, out_dir: Path) -> int:
-    """Warp each image of a shard with its alignment quad to ``size`` x ``size`` PNGs."""
+def _align_one(task: tuple[str, list[float], int, Path]) -> None:
+    path, quad, size, target = task
+    quad_array = np.asarray(quad, dtype=np.float64).reshape(4, 2)
+    save_png(target, face_align.align_face(load_rgb(path), quad_array, size))
+
+
+def align(faces_path: Path, size: int, out_dir: Path, threads: int = 1) -> int:
+    """Warp each image of a shard with its alignment quad to ``size`` x ``size`` PNGs.
+
+    With ``threads`` > 1 the images are aligned by that many processes; each
+    output depends only on its own image, so the files are the same either way.
+    """
     faces = pd.read_parquet(faces_path)
     todo = faces[faces["status"].isin(["ok", "fallback"])]
+    progress = {"desc": f"align {size}", "unit": "img", "total": len(todo), "mininterval": 10}
     with atomic_dir(out_dir) as staging:
-        for row in tqdm(todo.itertuples(), total=len(todo), desc=f"align {size}", mininterval=10):
-            quad = np.asarray(row.quad, dtype=np.float64).reshape(4, 2)
-            aligned = face_align.align_face(load_rgb(row.path), quad, size)
-            save_png(staging / f"{row.image_id}.png", aligned)
+        tasks = [
+            (row.path, row.quad, size, staging / f"{row.image_id}.png") for row in todo.itertuples()
+        ]
+        if threads > 1 and len(tasks) > 1:
+            with ProcessPoolExecutor(max_workers=threads) as pool:
+                list(tqdm(pool.map(_align_one, tasks, chunksize=4), **progress))
+        else:
+            for task in tqdm(tasks, **progress):
+                _align_one(task)
     return len(todo)
+
+
+def contact_sheet(
+    faces_path: Path,
+    aligned_dirs: Sequence[Path],
+    size: int,
+    out: Path,
+    options: Mapping[str, Any],
+) -> int:
+    """A contact sheet PNG of a data set's aligned faces (see pipeline.contact_sheet)."""
+    from pipeline.contact_sheet import contact_sheet as draw_sheet
+
+    faces = pd.read_parquet(faces_path)
+    shown = draw_sheet(faces, aligned_dirs, size, out, **options)
+    log.info("contact sheet %s: %d of %d images", out, shown, len(faces))
+    return shown
 
 
 def downscale(hr_dir: Path, lr_size: int, kernel: str, out_dir: Path) -> int:

@@ -8,12 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from emoji_packages import raster_package
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +82,7 @@ def zip_folder(folder: Path, archive: Path) -> str:
     return hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
-def tiny_config(data: Path, archive: Path, archive_sha: str) -> dict:
+def tiny_config(data: Path, archive: Path, archive_sha: str, emoji: Path) -> dict:
     config = {
         "run_name": "tiny",
         "shard_size": 4,
@@ -95,7 +97,7 @@ def tiny_config(data: Path, archive: Path, archive_sha: str) -> dict:
             "lanczos": {"arch": "interpolate", "filter": "lanczos"},
         },
         "summary": {"bootstrap_samples": 200, "seed": 0},
-        "report": {"gallery_rows": 4},
+        "report": {"page_size": 6},
     }
     weights = SHARED / "weights"
     if (weights / "alexnet_features.pth").is_file():
@@ -105,6 +107,14 @@ def tiny_config(data: Path, archive: Path, archive_sha: str) -> dict:
         }
     else:
         config["measure"] = {"lpips": {"enabled": False}}
+    config["datasets"]["emoji"] = {
+        "kind": "emoji",
+        "platform": "apple",
+        "source": {"path": str(emoji)},
+        "tasks": [{"lr": 16, "hr": 64}],
+        "detector": {"kind": "hog", "upsample": 0, "pad": 0.25, "min_size": 160},
+        "limit": 8,
+    }
     yale = SHARED / "mirror" / "yalefaces.zip"
     if yale.is_file():  # the real upstream layout, through its own catalog kind
         config["datasets"]["yale"] = {"kind": "yale", "source": {"path": str(yale)}, "limit": 4}
@@ -124,15 +134,18 @@ def torch_one_thread():
 def make_tiny_project(folder: Path) -> Path:
     """Write a working folder with ``config.yaml`` describing a tiny offline benchmark.
 
-    Two data sets: a folder (with broken files) and a zip archive fetched through
-    a ``file://`` URL with its sha256. Two methods, two tasks, shards of 4 images.
+    Data sets: a folder (with broken files), a zip archive fetched through a
+    ``file://`` URL with its sha256, a fake Apple emoji package (drawn discs, so
+    no face is found: centre-crop fallbacks) and, with ../shared, the real Yale
+    archive. Two methods, two tasks, shards of 4 images.
     ``expected_status.yaml`` gives the catalog status each image of the folder must get.
     """
     data = folder / "data" / "faces"
     expected = make_image_folder(data)
     archive = folder / "data" / "faces.zip"
     sha = zip_folder(data, archive)
-    config = tiny_config(data, archive, sha)
+    emoji = raster_package(folder / "data" / "emoji", "apple")
+    config = tiny_config(data, archive, sha, emoji)
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (folder / "expected_status.yaml").write_text(yaml.safe_dump(expected))
     return folder
@@ -141,6 +154,15 @@ def make_tiny_project(folder: Path) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
     return make_tiny_project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """The tiny project run end to end once per session: (working folder, seconds)."""
+    workdir = make_tiny_project(tmp_path_factory.mktemp("e2e"))
+    began = time.perf_counter()
+    run_snakemake(workdir, "--cores", "2", "--resources", "gpu=2")
+    return workdir, time.perf_counter() - began
 
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

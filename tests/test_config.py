@@ -67,7 +67,12 @@ def test_source_override_from_command_line(tiny_project):
 
 def test_normalize_fills_defaults():
     out = normalize(BASE)
-    assert out["datasets"]["faces"]["detector"] == {"kind": "hog", "upsample": 1, "pad": 0.0}
+    assert out["datasets"]["faces"]["detector"] == {
+        "kind": "hog",
+        "upsample": 1,
+        "pad": 0.0,
+        "min_size": 0,
+    }
     assert out["methods"]["bicubic"]["seeds"] == [0]
     assert out["measure"]["crop_border"] == "scale"
 
@@ -105,3 +110,23 @@ def test_source_precedence_path_npm_url():
     assert effective_source(merged) == {"path": "/p"}
     merged.pop("path")
     assert effective_source(merged) == {"npm": "openmoji", "version": "17.0.0"}
+
+
+def test_lr_source_size_must_exceed_every_lr() -> None:
+    config = {**BASE, "prepare": {"lr_source_size": 16}}
+    with pytest.raises(ConfigError, match=r"prepare\.lr_source_size: 16 must be larger"):
+        normalize(config)
+    assert normalize({**BASE, "prepare": {"lr_source_size": 1024}})["prepare"]["lr_source_size"]
+
+
+def test_whole_factor_kernel_rejects_fractional_reductions() -> None:
+    config = {**BASE, "kernels": ["pulse-bicubic"], "tasks": [{"lr": 24, "hr": 128}]}
+    with pytest.raises(ConfigError, match="pulse-bicubic reduces only by whole factors"):
+        normalize(config)
+    normalize({**config, "prepare": {"lr_source_size": 96}})  # 96 / 24 = 4
+
+
+def test_detector_and_contact_sheet_defaults() -> None:
+    config = normalize(BASE)
+    assert config["datasets"]["faces"]["detector"]["min_size"] == 0
+    assert config["prepare"]["contact_sheet"]["columns"] >= 1

@@ -37,6 +37,7 @@ FAKE_SLURM = TESTS / "fake_slurm"
 WORKFLOW_RULES = {
     "download", "fetch_weights", "fit_pulse_gaussian", "catalog", "detect_faces", "align",
     "downscale", "upscale", "measure", "merge_faces", "merge_metrics", "summarize", "report",
+    "contact_sheet",
 }  # fmt: skip
 LOCAL_RULES = {"all", "download", "fetch_weights"}
 # Rules the tiny project does not need (it has no PULSE method).

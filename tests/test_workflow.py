@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import make_tiny_project, run_snakemake
+from conftest import run_snakemake
 from PIL import Image
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    workdir = make_tiny_project(tmp_path_factory.mktemp("e2e"))
-    began = time.perf_counter()
-    run_snakemake(workdir, "--cores", "2", "--resources", "gpu=2")
-    return workdir, time.perf_counter() - began
+def tasks_of(config: dict, dataset: str) -> list[dict]:
+    """A data set's own tasks, else the global ones."""
+    return config["datasets"][dataset].get("tasks", config["tasks"])
 
 
 def config_of(workdir: Path) -> dict:
@@ -73,21 +69,44 @@ def test_images_of_every_stage_exist_as_png(finished_run):
                 assert image.size == (hr, hr)
 
 
+def test_faces_table_and_contact_sheets(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    for name in config["datasets"]:
+        faces = pd.read_parquet(workdir / f"results/{name}/faces.parquet")
+        for column in ("image_id", "status", "reason", "detector", "n_faces", "box_left",
+                       "landmarks", "quad"):  # fmt: skip
+            assert column in faces.columns, (name, column)
+        found = faces[faces["status"] == "ok"]
+        assert all(len(points) == 136 for points in found["landmarks"])
+        assert (faces.loc[faces["status"] == "fallback", "reason"] == "no face detected").all()
+        with Image.open(workdir / f"results/{name}/contact_sheet.png") as sheet:
+            assert sheet.mode == "RGB" and min(sheet.size) >= 64
+    # The real photo among the folder's images is found and aligned; the drawn
+    # emoji discs are not faces, so they fall back to a centre crop.
+    folder = pd.read_parquet(workdir / "results/folder/faces.parquet").set_index("image_id")
+    if "real_0" in folder.index:
+        assert folder.loc["real_0", "status"] == "ok"
+    emoji = pd.read_parquet(workdir / "results/emoji/faces.parquet")
+    assert set(emoji["status"]) <= {"fallback", "missing", "error"}
+
+
 def test_per_image_table_has_one_row_per_image_task_method_seed(finished_run):
     workdir, _ = finished_run
     config = config_of(workdir)
     per_image = pd.read_parquet(workdir / "results/metrics/per_image.parquet")
     keys = ["dataset", "image_id", "task", "lr_size", "hr_size", "kernel", "method", "seed"]
     assert not per_image.duplicated(keys).any()
-    n_images = sum(
+    image_tasks = sum(
         len(pd.read_parquet(workdir / f"results/{name}/manifest.parquet"))
+        * len(tasks_of(config, name))
         for name in config["datasets"]
     )
-    assert len(per_image) == n_images * len(config["tasks"]) * len(config["methods"])
+    assert len(per_image) == image_tasks * len(config["methods"])
     scored = per_image[per_image["status"].isin(["ok", "no_face"])]
     assert scored[["psnr_rgb", "psnr_y", "ssim_y", "lr_psnr"]].notna().all().all()
     assert ((scored["ssim_y"] > 0) & (scored["ssim_y"] <= 1)).all()
-    errors = per_image[per_image["status"] == "error"]
+    errors = per_image[(per_image["status"] == "error") & (per_image["dataset"] == "folder")]
     assert set(errors["image_id"]) == {"empty", "truncated"}
     assert errors["psnr_y"].isna().all() and errors["reason"].str.len().gt(0).all()
     # crop_border defaults to the scale factor
@@ -112,11 +131,14 @@ def test_summary_and_report(finished_run):
     categories = summary[summary["category"] != "all"]
     summary = summary[summary["category"] == "all"]
     groups = summary.groupby(["dataset", "task", "kernel", "method"]).size()
-    assert len(groups) == len(config["datasets"]) * len(config["tasks"]) * len(config["methods"])
+    n_tasks = sum(len(tasks_of(config, name)) for name in config["datasets"])
+    assert len(groups) == n_tasks * len(config["methods"])
     # PSNR/SSIM names carry their crop: the scale factor (x4 in both tasks) by default.
     assert {"psnr_y_crop4", "ssim_y_crop4"} <= set(summary["metric"])
     assert not {"psnr_y", "ssim_y"} & set(summary["metric"])
-    psnr = summary[summary["metric"].str.startswith("psnr_y")]
+    # The drawn emoji discs have no face, so that set has no scored image (n = 0).
+    psnr = summary[summary["metric"].str.startswith("psnr_y") & (summary["n"] > 0)]
+    assert set(psnr["dataset"]) == set(config["datasets"]) - {"emoji"}
     assert (psnr["ci_low"] <= psnr["mean"]).all() and (psnr["mean"] <= psnr["ci_high"]).all()
     folder = summary[(summary["dataset"] == "folder") & summary["metric"].str.startswith("psnr_y")]
     assert (folder["n_excluded"] >= 2).all()  # the two broken files at least
@@ -174,9 +196,8 @@ def test_changing_one_method_reruns_only_that_method(finished_run):
     changed.write_text(yaml.safe_dump(config))
     jobs = dry_run_jobs(workdir, "--configfile", str(changed))
     shard_task_pairs = sum(
-        len(list((workdir / f"results/{name}/faces").glob("shard-*.parquet")))
-        for name in config["datasets"]
-    ) * len(config["tasks"])
+        n_shards(workdir, name) * len(tasks_of(config, name)) for name in config["datasets"]
+    )
     assert jobs == {
         "upscale": shard_task_pairs,
         "measure": shard_task_pairs,
@@ -185,6 +206,28 @@ def test_changing_one_method_reruns_only_that_method(finished_run):
         "report": 1,
         "all": 1,
     }
+
+
+def n_shards(workdir: Path, dataset: str) -> int:
+    return len(list((workdir / f"results/{dataset}/faces").glob("shard-*.parquet")))
+
+
+def test_lr_inputs_from_a_larger_alignment_rerun_only_what_follows(finished_run):
+    """prepare.lr_source_size (PULSE's 1024 px recipe) aligns once more and makes new
+    LR inputs; detection and the hr-sized ground truth stay as they are."""
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    config["prepare"] = {"lr_source_size": 128}
+    changed = workdir / "lr_source.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(workdir, "--configfile", str(changed))
+    shards = sum(n_shards(workdir, name) for name in config["datasets"])
+    shard_tasks = sum(
+        n_shards(workdir, name) * len(tasks_of(config, name)) for name in config["datasets"]
+    )
+    assert "detect_faces" not in jobs and "contact_sheet" not in jobs
+    assert jobs["align"] == shards  # one new alignment size, 128 px
+    assert jobs["downscale"] == jobs["upscale"] / 2 == jobs["measure"] / 2 == shard_tasks
 
 
 def test_changing_a_batch_size_reruns_nothing(finished_run):

@@ -147,23 +147,32 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (array * 255).astype(np.uint8)
 
 
-def pulse_downscale(image: np.ndarray, size: int) -> np.ndarray:
-    """Make an LR input as PULSE's ``align_face.py`` does: uint8 (H, W, 3) -> (size, size, 3).
+def pulse_reduce(image: np.ndarray, size: int) -> torch.Tensor:
+    """PULSE's bicubic reduction of a uint8 (H, W, 3) image to a (1, 3, size, size) float tensor.
 
-    Bicubic reduction by ``H // size`` (:func:`bicubic_downsample`), clamp to
-    [0, 1], truncation to 8 bits. The image must be square, ``size`` must divide H.
+    Values / 255 in float32, :func:`bicubic_downsample` by ``H // size``; not
+    clamped or rounded (callers choose how). The image must be square and ``size``
+    must divide its side (``ValueError`` naming both sizes otherwise).
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected uint8 RGB (H, W, 3), got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     if height != width or height % size:
         raise ValueError(
-            f"PULSE's downscaler needs a square image whose side {size} divides, "
-            f"got {height}x{width}"
+            f"PULSE's bicubic downsampler reduces by a whole factor only: it needs a square "
+            f"image whose side is a multiple of {size}, got {height}x{width} -> {size}x{size}"
         )
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
-        return to_uint8(bicubic_downsample(tensor, height // size))[0]
+        return bicubic_downsample(tensor, height // size)
+
+
+def pulse_downscale(image: np.ndarray, size: int) -> np.ndarray:
+    """Make an LR input as PULSE's ``align_face.py`` does: uint8 (H, W, 3) -> (size, size, 3).
+
+    :func:`pulse_reduce`, then clamp to [0, 1] and truncation to 8 bits.
+    """
+    return to_uint8(pulse_reduce(image, size))[0]
 
 
 # ---------------------------------------------------------------- losses, schedules

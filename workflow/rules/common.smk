@@ -8,8 +8,14 @@ from pipeline.smk import put_checkout_on_pythonpath
 # the code whose digests the rules' params record.
 put_checkout_on_pythonpath(workflow.basedir)
 
-from pipeline.config import crop_border, dataset_tasks, effective_source, normalize
-from pipeline.provenance import code_digest
+from pipeline.config import (
+    crop_border,
+    dataset_tasks,
+    effective_source,
+    lr_source_size,
+    normalize,
+)
+from pipeline.provenance import code_digest, data_digest
 from pipeline.shards import manifest_shards
 from pipeline.upscale import get_arch, weight_names
 
@@ -115,6 +121,25 @@ def method_gpus(name):
     return 1 if get_arch(config["methods"][name]["arch"]).uses_gpu else 0
 
 
+def lr_inputs(wildcards):
+    """The low-resolution inputs of a task's shard (made from prepare.lr_source_size)."""
+    source = lr_source_size(config, {"lr": int(wildcards.lr), "hr": int(wildcards.hr)})
+    parts = [
+        RESULTS,
+        wildcards.dataset,
+        f"lr{wildcards.lr}",
+        wildcards.kernel,
+        f"from{source}",
+        f"shard-{wildcards.shard}",
+    ]
+    return "/".join(parts)
+
+
+def contact_sheet_size(dataset):
+    """The contact sheet shows the largest evaluation-size alignment of a data set."""
+    return max(task["hr"] for task in dataset_tasks(config, dataset))
+
+
 def measure_targets(wildcards):
     return [
         f"{RESULTS}/metrics/shards/{dataset}/{method}/{kernel}/{task['lr']}to{task['hr']}/shard-{shard}.parquet"
@@ -129,7 +154,8 @@ def measure_targets(wildcards):
 def all_targets(wildcards):
     return [
         *(f"{RESULTS}/{dataset}/faces.parquet" for dataset in enabled_datasets()),
+        *(f"{RESULTS}/{dataset}/contact_sheet.png" for dataset in enabled_datasets()),
         f"{RESULTS}/metrics/per_image.parquet",
         f"{RESULTS}/metrics/summary.csv",
-        f"{REPORT_DIR}/index.html",
+        REPORT_DIR,
     ]

@@ -3,7 +3,7 @@ rule measure:
         unpack(measure_weights),
         faces=rules.detect_faces.output.faces,
         hr=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
-        lr=rules.downscale.output.lr,
+        lr=lr_inputs,
         sr=rules.upscale.output.sr,
     output:
         table=f"{RESULTS}/metrics/shards/{{dataset}}/{{method}}/{{kernel}}/{{lr}}to{{hr}}/shard-{{shard}}.parquet",
@@ -62,7 +62,12 @@ rule summarize:
             f"{RESULTS}/{{dataset}}/manifest.parquet", dataset=enabled_datasets()
         ),
     output:
-        csv=f"{RESULTS}/metrics/summary.csv",
+        csv=report(
+            f"{RESULTS}/metrics/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "summary with 95 % confidence intervals"},
+        ),
         markdown=f"{RESULTS}/metrics/summary.md",
     log:
         "logs/summarize.log",

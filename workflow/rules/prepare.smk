@@ -54,7 +54,7 @@ rule align:
         f"{RESULTS}/benchmarks/align/{{dataset}}/{{size}}/{{shard}}.tsv"
     conda:
         "../../envs/facebench.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=60,
@@ -64,15 +64,47 @@ rule align:
         "../scripts/align.py"
 
 
-rule downscale:
+rule contact_sheet:
     input:
-        aligned=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
+        faces=rules.merge_faces.output.faces,
+        aligned=lambda wildcards: expand(
+            f"{RESULTS}/{{dataset}}/aligned/{{size}}/shard-{{shard}}",
+            dataset=wildcards.dataset,
+            size=contact_sheet_size(wildcards.dataset),
+            shard=shards_of(wildcards.dataset),
+        ),
     output:
-        lr=directory(
-            f"{RESULTS}/{{dataset}}/lr{{lr}}/{{kernel}}/from{{hr}}/shard-{{shard}}"
+        sheet=report(
+            f"{RESULTS}/{{dataset}}/contact_sheet.png",
+            caption="../report/contact_sheet.rst",
+            category="Prepare",
+            subcategory="{dataset}",
+            labels={"data set": "{dataset}", "figure": "aligned faces"},
         ),
     log:
-        "logs/downscale/{dataset}/{lr}-{kernel}-{hr}/{shard}.log",
+        "logs/contact_sheet/{dataset}.log",
+    conda:
+        "../../envs/facebench.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        size=lambda wildcards: contact_sheet_size(wildcards.dataset),
+        options=config["prepare"]["contact_sheet"],
+        code=code_digest("pipeline.contact_sheet", "pipeline.align"),
+    script:
+        "../scripts/contact_sheet.py"
+
+
+rule downscale:
+    input:
+        aligned=f"{RESULTS}/{{dataset}}/aligned/{{size}}/shard-{{shard}}",
+    output:
+        lr=directory(
+            f"{RESULTS}/{{dataset}}/lr{{lr}}/{{kernel}}/from{{size}}/shard-{{shard}}"
+        ),
+    log:
+        "logs/downscale/{dataset}/{lr}-{kernel}-{size}/{shard}.log",
     conda:
         "../../envs/facebench.yaml"
     threads: 1
@@ -80,6 +112,6 @@ rule downscale:
         mem_mb=1000,
         runtime=30,
     params:
-        code=code_digest("pipeline.resize"),
+        code=code_digest("pipeline.resize", "pipeline.upscale.pulse"),
     script:
         "../scripts/downscale.py"

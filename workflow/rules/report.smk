@@ -7,7 +7,13 @@ rule report:
         ),
         faces=expand(f"{RESULTS}/{{dataset}}/faces.parquet", dataset=enabled_datasets()),
     output:
-        index=f"{REPORT_DIR}/index.html",
+        report=report(
+            directory(REPORT_DIR),
+            htmlindex="index.html",
+            caption="../report/benchmark_report.rst",
+            category="Report",
+            labels={"report": config["run_name"]},
+        ),
     log:
         "logs/report.log",
     conda:
@@ -17,6 +23,7 @@ rule report:
         mem_mb=4000,
     params:
         report=config["report"],
-        code=code_digest("pipeline.report", "pipeline.run_info"),
+        code=code_digest("pipeline.report", "pipeline.run_info", "pipeline.charts"),
+        templates=data_digest("pipeline", "templates"),
     script:
         "../scripts/report.py"

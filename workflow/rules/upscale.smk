@@ -1,7 +1,7 @@
 rule upscale:
     input:
         unpack(method_weights),
-        lr=rules.downscale.output.lr,
+        lr=lr_inputs,
     output:
         sr=directory(
             f"{RESULTS}/{{dataset}}/sr/{{method}}/{{kernel}}/{{lr}}to{{hr}}/shard-{{shard}}"
