@@ -16,6 +16,8 @@ rule report:
         ),
     log:
         "logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/report.tsv"
     conda:
         "../../envs/facebench.yaml"
     threads: 1
