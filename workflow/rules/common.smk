@@ -124,15 +124,7 @@ def method_gpus(name):
 def lr_inputs(wildcards):
     """The low-resolution inputs of a task's shard (made from prepare.lr_source_size)."""
     source = lr_source_size(config, {"lr": int(wildcards.lr), "hr": int(wildcards.hr)})
-    parts = [
-        RESULTS,
-        wildcards.dataset,
-        f"lr{wildcards.lr}",
-        wildcards.kernel,
-        f"from{source}",
-        f"shard-{wildcards.shard}",
-    ]
-    return "/".join(parts)
+    return expand(rules.downscale.output.lr, size=source, allow_missing=True)
 
 
 def contact_sheet_size(dataset):
