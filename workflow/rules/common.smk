@@ -124,7 +124,8 @@ def method_gpus(name):
 def lr_inputs(wildcards):
     """The low-resolution inputs of a task's shard (made from prepare.lr_source_size)."""
     source = lr_source_size(config, {"lr": int(wildcards.lr), "hr": int(wildcards.hr)})
-    return expand(rules.downscale.output.lr, size=source, allow_missing=True)
+    # expand gives a list; the rule's named input `lr` is one folder.
+    return expand(rules.downscale.output.lr, size=source, allow_missing=True)[0]
 
 
 def contact_sheet_size(dataset):
