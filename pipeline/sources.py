@@ -624,7 +624,9 @@ def npm_pack(spec: str, destination: str | Path, registry: str | None = None) ->
             f"npm pack {spec}: npm is not installed (not on PATH); install Node.js with npm "
             "(https://nodejs.org)"
         )
-    folder = Path(tempfile.mkdtemp(prefix=".npm-pack-", dir=destination))
+    # Absolute: npm runs with this folder as its working directory, where a
+    # relative --pack-destination would point below itself.
+    folder = Path(tempfile.mkdtemp(prefix=".npm-pack-", dir=Path(destination).resolve()))
     command = [npm, "pack", spec, "--pack-destination", str(folder), "--json"]
     command += ["--ignore-scripts", "--loglevel", "error"]
     if registry:

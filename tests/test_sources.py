@@ -444,6 +444,20 @@ def test_npm_package_from_a_registry(server, tmp_path, npm_env, name):
 
 
 @needs_npm
+def test_npm_package_into_a_relative_folder(server, tmp_path, npm_env, monkeypatch):
+    """The workflow passes relative folders (resources/data/<name>/source)."""
+    tarball = npm_tarball("fake-emoji", "2.0.0")
+    registry = server.npm_package("fake-emoji", "2.0.0", tarball)
+    monkeypatch.chdir(tmp_path)
+    source = {"npm": "fake-emoji", "version": "2.0.0", "registry": registry}
+    workdir = Path("resources/data/emoji_x/source")
+    info = fetch_source(source, workdir, workdir / "record.json", Path("sources.lock.json"))
+    assert Path(info["file"]).resolve().parent == (tmp_path / workdir / "download").resolve()
+    assert (Path(info["root"]) / "package" / "package.json").is_file()
+    assert not list((tmp_path / workdir / "download").glob(".npm-pack-*"))
+
+
+@needs_npm
 def test_npm_tarball_url(server, tmp_path, npm_env):
     tarball = npm_tarball("fake-emoji", "1.0.0")
     server.route("/tarballs/fake-emoji-1.0.0.tgz", data=tarball)

@@ -1,9 +1,13 @@
 """StyleGAN v1 (PULSE's port): conformance with fixtures made by PULSE's own code.
 
 Fixtures: ``shared/fixtures/stylegan`` (see its README). Tolerance: fp32 on the
-CPU, ``rtol = atol = 1e-5`` (this implementation does the same operations in
-the same order; the fixtures themselves vary by up to 3.8e-6 between 1 and 2
-threads).
+CPU, the largest difference within 1e-5 of the largest golden value (the
+fixture README's own measure). This implementation does the same operations in
+the same order, but the CPU's convolution kernels differ between processors:
+on an AMD EPYC the images differ by up to 2.6e-6 of their largest value
+(5.4e-5 absolute where values reach 21), which element-wise ``rtol = atol =
+1e-5`` rejects; the fixtures themselves vary by 2e-7 of it between 1 and 2
+threads.
 """
 
 from __future__ import annotations
@@ -28,11 +32,21 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan"
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+# Of the largest absolute golden value.
+MAX_RELATIVE = 1e-5
 
 needs_fixtures = pytest.mark.skipif(
     not (FIXTURES / "golden128.pt").is_file(),
     reason=f"PULSE StyleGAN conformance fixtures not found in {FIXTURES}",
 )
+
+
+def assert_close_to_max(actual: torch.Tensor, golden: torch.Tensor) -> None:
+    """Largest difference within ``MAX_RELATIVE`` of the largest ``|golden|`` value."""
+    assert actual.shape == golden.shape and actual.dtype == golden.dtype
+    difference = float((actual - golden).abs().max())
+    bound = MAX_RELATIVE * max(float(golden.abs().max()), 1.0)
+    assert difference <= bound, f"max difference {difference:.3g} > {bound:.3g}"
 
 
 def load_fixture(name: str):
@@ -50,8 +64,8 @@ def test_case_a_mapping_and_synthesis_match_pulse():
         w = mapping(golden["z"])
         image = synthesis(golden["dlatents"], golden["noise"])
     torch.testing.assert_close(w, golden["w"], **TOLERANCE)
-    torch.testing.assert_close(image, golden["image"], **TOLERANCE)
-    torch.testing.assert_close(((image + 1) / 2).clamp(0, 1), golden["image_01"], **TOLERANCE)
+    assert_close_to_max(image, golden["image"])
+    assert_close_to_max(((image + 1) / 2).clamp(0, 1), golden["image_01"])
 
 
 @needs_fixtures
@@ -63,7 +77,7 @@ def test_case_b_noise_layers_and_fused_upsampling_match_pulse():
     noise = [tensor.clone() for tensor in golden["noise"]]
     with torch.no_grad():
         image = synthesis(dlatents, noise)
-    torch.testing.assert_close(image, golden["image"], **TOLERANCE)
+    assert_close_to_max(image, golden["image"])
     # Inputs are not modified in place.
     assert torch.equal(dlatents, golden["dlatents"])
     assert all(torch.equal(a, b) for a, b in zip(noise, golden["noise"], strict=True))
@@ -93,7 +107,7 @@ def test_extra_noise_entries_are_ignored_and_architecture_is_inferred():
     extra = [torch.randn(2, 1, 2 ** (i // 2 + 2), 2 ** (i // 2 + 2)) for i in range(8, 18)]
     with torch.no_grad():
         image = synthesis(golden["dlatents"], [*golden["noise"], *extra])
-    torch.testing.assert_close(image, golden["image"], **TOLERANCE)
+    assert_close_to_max(image, golden["image"])
 
 
 @needs_fixtures
