@@ -83,6 +83,8 @@ RULES: tuple[Rule, ...] = (
     Rule("turban", r"\bturban\b"),
     Rule("headscarf", r"\bheadscarf\b"),
     Rule("hat", r"\bhat\b|\bcap\b|\bskullcap\b|\bgua pi mao\b", ("face-hat",)),
+    # Roles whose name says the helmet (Unicode draws no helmet-less firefighter).
+    Rule("helmet", r"\bhelmet\b|\bconstruction worker\b|\bfirefighter\b|\bastronaut\b"),
     Rule("health_worker", r"\bhealth worker\b|\bdoctor\b"),
     Rule("teacher", r"\bteacher\b"),
     Rule("glasses", r"\b(sun)?glasses\b|\bnerd\b|\bmonocle\b", ("face-glasses",)),
