@@ -57,6 +57,7 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
         **out.get("report", {}),
     }
     out.setdefault("gpu_lock_dir", None)
+    out.setdefault("without_cuda", "skip")
     out["pulse_gaussian"] = {"samples": 1_000_000, "seed": 0, **out.get("pulse_gaussian", {})}
     prepare = out.setdefault("prepare", {})
     prepare["detector"] = {**DETECTOR_DEFAULTS, **prepare.get("detector", {})}

@@ -42,6 +42,20 @@ def visible_gpus() -> list[str]:
     return [str(index) for index in range(count)]
 
 
+def host_has_cuda() -> bool:
+    """Whether this host shows an NVIDIA GPU, without importing torch (it takes seconds).
+
+    Reads the driver's list of GPUs (``/proc/driver/nvidia/gpus``) and honours
+    a ``CUDA_VISIBLE_DEVICES`` that hides every device. The workflow asks this
+    when it builds the DAG, so that a GPU-only method skipped on a machine
+    without CUDA runs again on one that has it; the jobs themselves ask torch.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
 def default_lock_dir() -> Path:
     user = os.environ.get("USER") or str(os.getuid())
     return Path(tempfile.gettempdir()) / f"facebench-gpu-locks-{user}"

@@ -33,7 +33,7 @@ def code_digest(*modules: str) -> str:
 
 
 def data_digest(package: str, folder: str) -> str:
-    """Short SHA-256 over the files of a package's data folder (templates, CSS).
+    """Short SHA-256 over the files of a package's data folder (templates, CSS), or one file.
 
     The companion of ``code_digest`` for what a stage reads besides Python code.
     """
@@ -41,12 +41,12 @@ def data_digest(package: str, folder: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"data_digest: no package named {package!r}")
     root = Path(next(iter(spec.submodule_search_locations))) / folder
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     if not files:
         raise FileNotFoundError(f"data_digest: {root} holds no files")
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.relative_to(root.parent if root.is_file() else root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Computed for every scored image; LPIPS and identity only when enabled.
 METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ssim_y", "lr_psnr", "lr_mse")
+# Status of the outputs a GPU-only method did not make on a machine without CUDA.
+SKIPPED_NO_CUDA = "skipped_no_cuda"
 
 
 def catalog(
@@ -184,18 +186,24 @@ def upscale(
     out_dir: Path,
     device: str = "cpu",
     weight_files: Mapping[str, str] | None = None,
+    skip_without_cuda: bool = False,
 ) -> pd.DataFrame:
     """Upscale every LR input of a shard with one method, for each of its seeds.
 
     Writes ``<image_id>_s<seed>.png`` and ``facts.parquet`` (per image and seed:
-    seconds, device, batch size) into ``out_dir``.
+    seconds, device, batch size) into ``out_dir``. With ``skip_without_cuda``
+    and a CPU ``device``, nothing is upscaled: ``facts.parquet`` gives every
+    (image, seed) the status ``skipped_no_cuda`` and the reason, and the
+    measure stage carries them into the tables.
     """
     sources = sorted(Path(lr_dir).glob("*.png"))
-    batch_size = int(method.get("batch_size", 16))
-    model = build_method(method, device, weight_files)
     # Batches run over (image, seed) pairs, so a stochastic method searches
     # several seeds of one image at once.
     pairs = [(path, int(seed)) for seed in method.get("seeds", [0]) for path in sources]
+    if skip_without_cuda and not str(device).startswith("cuda"):
+        return _skip_without_cuda(pairs, method, out_dir, device)
+    batch_size = int(method.get("batch_size", 16))
+    model = build_method(method, device, weight_files)
     facts = []
     with atomic_dir(out_dir) as staging:
         for start in tqdm(range(0, len(pairs), batch_size), desc="upscale", mininterval=10):
@@ -223,6 +231,28 @@ def upscale(
         base = ["image_id", "seed", "seconds", "device", "batch"]
         frame = pd.DataFrame(facts)
         frame = frame if len(frame) else pd.DataFrame(columns=base)
+        write_parquet(staging / "facts.parquet", frame)
+    return frame
+
+
+def _skip_without_cuda(
+    pairs: Sequence[tuple[Path, int]], method: Mapping[str, Any], out_dir: Path, device: str
+) -> pd.DataFrame:
+    reason = (
+        f"{method['arch']} runs only on CUDA and this job found no CUDA device "
+        "(set without_cuda: run to run it on the CPU anyway)"
+    )
+    log.warning("skipped %d outputs: %s", len(pairs), reason)
+    frame = pd.DataFrame(
+        {
+            "image_id": [path.stem for path, _ in pairs],
+            "seed": [seed for _, seed in pairs],
+            "device": device,
+            "status": SKIPPED_NO_CUDA,
+            "reason": reason,
+        }
+    )
+    with atomic_dir(out_dir) as staging:
         write_parquet(staging / "facts.parquet", frame)
     return frame
 
@@ -303,7 +333,9 @@ def measure(
                 **dict.fromkeys(METRIC_COLUMNS, np.nan),
                 **facts.get((face.image_id, int(seed)), {}),
             }  # fmt: skip
-            if usable and not sr_path.exists():
+            if row["status"] == SKIPPED_NO_CUDA:
+                pass  # the upscale stage's reason stands
+            elif usable and not sr_path.exists():
                 row.update(status="missing_output", reason=f"{sr_path} was not produced")
             elif usable:
                 sr = load_array(sr_path)

@@ -86,7 +86,7 @@ REAL_NAMES = [
     ("CONSTRUCTION WORKER", ["construction_worker"], "person-role", ["helmet"]),
     ("WOMAN FIREFIGHTER", ["female-firefighter"], "person-role", ["helmet"]),
     ("ASTRONAUT", ["astronaut"], "person-role", ["helmet"]),
-    ("RESCUE WORKER’S HELMET", ["helmet_with_white_cross"], "clothing", ["helmet"]),
+    ("RESCUE WORKER\u2019S HELMET", ["helmet_with_white_cross"], "clothing", ["helmet"]),
     ("HEALTH WORKER", ["health_worker"], "person-role", ["health_worker"]),
     ("WOMAN HEALTH WORKER", ["female-doctor"], "person-role", ["health_worker"]),
     ("MAN TEACHER", ["male-teacher"], "person-role", ["teacher"]),

@@ -156,6 +156,16 @@ def test_summary_and_report(finished_run):
         assert (index.parent / src).is_file(), src
 
 
+def test_the_plan_is_stated_before_the_first_upscale_job(finished_run):
+    workdir, _ = finished_run
+    plan = (workdir / "results/plan.md").read_text()
+    assert "| bicubic | interpolate | 1 |" in plan and "| lanczos | interpolate | 1 |" in plan
+    # Snakemake's own log lists the jobs in the order they started.
+    logs = [p.read_text() for p in (workdir / ".snakemake/log").glob("*.snakemake.log")]
+    (started,) = [text for text in logs if "localrule plan:" in text]
+    assert started.index("localrule plan:") < started.index("rule upscale:")
+
+
 def test_logs_and_benchmarks_are_written_per_job(finished_run):
     workdir, _ = finished_run
     assert list((workdir / "logs/upscale").rglob("*.log"))

@@ -48,6 +48,7 @@ def methods_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config["tasks"] = [{"lr": 8, "hr": 32}, {"lr": 16, "hr": 128}]
     config["methods"] = METHODS
     config["pulse_gaussian"] = {"samples": 2000, "seed": 0}
+    config["without_cuda"] = "run"  # PULSE is GPU-only: its jobs would skip on this CPU
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1")
     return workdir

@@ -50,6 +50,10 @@ class ArchSpec:
     options: Mapping[str, Callable[[Any], bool]] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
     uses_gpu: bool = False
+    # Runs at a useful speed only on CUDA (PULSE's 1024 px search: minutes per
+    # image on a CPU). Its jobs skip on a machine without CUDA unless the
+    # config's `without_cuda` says `run`.
+    gpu_only: bool = False
     stochastic: bool = False
     code_modules: tuple[str, ...] = ()
     # Config option naming a checkpoint (a key of the config's ``weights``) ->

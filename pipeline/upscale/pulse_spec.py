@@ -131,6 +131,7 @@ SPEC = register(
             "tf32": False,
         },
         uses_gpu=True,
+        gpu_only=True,
         stochastic=True,
         # The Gaussian fit of the mapping output is made once by the workflow
         # (rule fit_pulse_gaussian) and arrives as the extra file `gaussian`.

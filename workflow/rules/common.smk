@@ -15,7 +15,8 @@ from pipeline.config import (
     lr_source_size,
     normalize,
 )
-from pipeline.provenance import code_digest, data_digest
+from pipeline.devices import host_has_cuda
+from pipeline.provenance import code_digest, config_digest, data_digest
 from pipeline.shards import manifest_shards
 from pipeline.upscale import get_arch, weight_names
 
@@ -80,6 +81,36 @@ def method_identity(name):
         else {"enabled", "batch_size"}
     )
     return {k: v for k, v in method.items() if k not in ignored}
+
+
+def cuda_policy(name):
+    """For a GPU-only method: what its jobs do without CUDA, and whether this host
+    has CUDA, so that a method skipped on a CPU host runs again where CUDA is.
+    ``None`` for every other method (their results do not depend on it)."""
+    if not get_arch(config["methods"][name]["arch"]).gpu_only:
+        return None
+    return {"without_cuda": config["without_cuda"], "host_cuda": host_has_cuda()}
+
+
+def plan_options():
+    """Digest of what the plan reads of the config: tasks, kernels, each method's
+    arch, seeds and steps (what its cost depends on), the CUDA policy. A digest
+    because params compare as written, and config files may order keys any way."""
+    return config_digest(
+        {
+            "tasks": {name: dataset_tasks(config, name) for name in enabled_datasets()},
+            "kernels": config["kernels"],
+            "methods": {
+                name: {
+                    key: config["methods"][name][key]
+                    for key in ("arch", "seeds", "steps")
+                    if key in config["methods"][name]
+                }
+                for name in enabled_methods()
+            },
+            "without_cuda": config["without_cuda"],
+        }
+    )
 
 
 def method_code(name):
@@ -148,6 +179,7 @@ def all_targets(wildcards):
     return [
         *(f"{RESULTS}/{dataset}/faces.parquet" for dataset in enabled_datasets()),
         *(f"{RESULTS}/{dataset}/contact_sheet.png" for dataset in enabled_datasets()),
+        f"{RESULTS}/plan.md",
         f"{RESULTS}/metrics/per_image.parquet",
         f"{RESULTS}/metrics/summary.csv",
         REPORT_DIR,

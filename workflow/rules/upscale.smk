@@ -1,3 +1,35 @@
+# Local and ahead of every other ready job: it needs only the catalogs, while
+# the first upscale job waits for detection, alignment and downscaling, so the
+# plan and its cost estimate are printed before any upscaling starts.
+localrules:
+    plan,
+
+
+rule plan:
+    input:
+        manifests=lambda wildcards: expand(
+            rules.catalog.output.manifest, dataset=sorted(enabled_datasets())
+        ),
+    output:
+        json=f"{RESULTS}/plan.json",
+        markdown=f"{RESULTS}/plan.md",
+    log:
+        "logs/plan.log",
+    priority: 100
+    conda:
+        "../../envs/facebench.yaml"
+    resources:
+        mem_mb=1000,
+    params:
+        datasets=sorted(enabled_datasets()),
+        host_cuda=host_has_cuda(),
+        plan=lambda wildcards: plan_options(),
+        costs=data_digest("pipeline", "upscale/costs.json"),
+        code=code_digest("pipeline.plan"),
+    script:
+        "../scripts/plan.py"
+
+
 rule upscale:
     input:
         unpack(method_weights),
@@ -19,6 +51,7 @@ rule upscale:
         runtime=240,
     params:
         method=lambda wildcards: method_identity(wildcards.method),
+        cuda=lambda wildcards: cuda_policy(wildcards.method),
         code=lambda wildcards: method_code(wildcards.method),
     script:
         "../scripts/upscale.py"

@@ -12,6 +12,7 @@ with job_log(snakemake.log[0]):
         if key.startswith("weights_")
     }
     wants_gpu = int(snakemake.resources.get("gpu", 0)) > 0
+    cuda = snakemake.params.cuda
     with job_device(wants_gpu, snakemake.config.get("gpu_lock_dir")) as device:
         stages.upscale(
             snakemake.input.lr,
@@ -20,4 +21,5 @@ with job_log(snakemake.log[0]):
             snakemake.output.sr,
             device,
             weight_files=weight_files,
+            skip_without_cuda=cuda is not None and cuda["without_cuda"] == "skip",
         )

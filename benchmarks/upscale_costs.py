@@ -1,0 +1,136 @@
+"""Seconds per upscaled item of every architecture, for the run plan's estimates.
+
+Measures each registered architecture at the size of its default checkpoint
+(random weights: speed does not depend on the values) on one device and
+merges the figures into ``pipeline/upscale/costs.json`` under that device's
+kind (``cpu`` or ``cuda``), which ``pipeline.plan`` reads:
+
+- ``interpolate``: Pillow bicubic; ``srresnet`` and ``srgan``: MSRResNet x4,
+  64 features, 16 blocks (the OpenMMLab checkpoints); ``esrgan``: RRDBNet x4,
+  64 features, 23 blocks, growth 32. Each at 32 -> 128 px, batch ``--batch``,
+  end to end through the ``Upscaler`` (uint8 in, uint8 out); the plan scales
+  the figure by the input's pixels.
+- ``pulse``: the 1024 px StyleGAN synthesis (PULSE's architecture) searching
+  one 32 px input for ``--pulse-steps`` steps; seconds per step per item (the
+  plan multiplies by the method's ``steps``).
+
+    .venv/bin/python benchmarks/upscale_costs.py                  # CUDA if any, else CPU
+    .venv/bin/python benchmarks/upscale_costs.py --device cpu --out /tmp/costs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _machine import cpu_name, run_facts  # noqa: E402
+from upscale_throughput import measure  # noqa: E402
+
+from pipeline.io import write_json  # noqa: E402
+from pipeline.plan import COSTS  # noqa: E402
+from pipeline.upscale import REGISTRY, build_method  # noqa: E402
+
+LR, HR = 32, 128
+
+
+def cnn_upscalers(device: str) -> dict[str, tuple[Any, str]]:
+    from pipeline.upscale import rrdbnet, srresnet
+    from pipeline.upscale.torch_runtime import NetworkUpscaler
+
+    msrresnet = srresnet.MSRResNet(num_feat=64, num_block=16).eval().to(device)
+    rrdb = rrdbnet.RRDBNet(num_feat=64, num_block=23, num_grow_ch=32).eval().to(device)
+    generator = (NetworkUpscaler(forward=msrresnet, scale=4, device=device), "MSRResNet 64x16")
+    return {
+        "interpolate": (
+            build_method({"arch": "interpolate", "filter": "bicubic"}, "cpu"),
+            "bicubic",
+        ),
+        "srresnet": generator,
+        "srgan": generator,
+        "esrgan": (
+            NetworkUpscaler(forward=rrdb, scale=4, device=device),
+            "RRDBNet 64x23, growth 32",
+        ),
+    }
+
+
+def pulse_step_seconds(device: str, steps: int) -> float:
+    import torch
+
+    from pipeline.upscale.pulse import pulse_search
+    from pipeline.upscale.stylegan import StyleGANSynthesis
+
+    torch.manual_seed(0)
+    synthesis = StyleGANSynthesis().eval().requires_grad_(False).to(device)
+    gaussian = {"mean": torch.zeros(512, device=device), "std": torch.ones(512, device=device)}
+    lr = torch.rand(1, 3, LR, LR, generator=torch.Generator().manual_seed(0)).to(device)
+    # eps out of reach: every step runs.
+    pulse_search(synthesis, gaussian, lr, [0], steps=1, eps=1e-12, progress=False)  # warm-up
+    began = time.perf_counter()
+    pulse_search(synthesis, gaussian, lr, [0], steps=steps, eps=1e-12, progress=False)
+    return (time.perf_counter() - began) / steps
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if any)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--min-seconds", type=float, default=5.0)
+    parser.add_argument("--pulse-steps", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=COSTS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    name = torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" else cpu_name()
+    load_before = os.getloadavg()
+    archs: dict[str, dict[str, Any]] = {}
+    for arch, (model, network) in cnn_upscalers(device).items():
+        speed = measure(model, args.batch, args.min_seconds, repeats=1)
+        archs[arch] = {
+            "seconds_per_item": round(1 / speed["images_per_second"], 6),
+            "lr": LR,
+            "hr": HR,
+            "batch": args.batch,
+            "network": network,
+        }
+        print(f"{arch:12s} {archs[arch]['seconds_per_item']:.4g} s/item", flush=True)
+    archs["pulse"] = {
+        "seconds_per_step": round(pulse_step_seconds(device, args.pulse_steps), 4),
+        "measured_steps": args.pulse_steps,
+        "batch": 1,
+        "network": "StyleGAN synthesis 1024 px, 32 px input",
+    }
+    print(f"pulse        {archs['pulse']['seconds_per_step']:.4g} s/step/item", flush=True)
+    missing = sorted(set(REGISTRY) - set(archs))
+    if missing:
+        raise SystemExit(f"no cost measured for registered architectures {missing}")
+    facts = run_facts(load_before)
+    costs = json.loads(args.out.read_text()) if args.out.is_file() else {"devices": {}}
+    costs["devices"][kind] = {
+        "device_name": name,
+        "when": facts["when"],
+        "torch": facts["torch"],
+        "threads": facts["torch_threads"],
+        "load_average_1min": facts["load_average_1min"],
+        "precision": "fp32",
+        "archs": archs,
+    }
+    write_json(args.out, costs)
+    print(f"wrote {args.out}")
+    return costs
+
+
+if __name__ == "__main__":
+    main()
