@@ -159,13 +159,19 @@ def dataset_tasks(config: Mapping[str, Any], name: str) -> list[dict[str, int]]:
 
 def effective_source(source: Mapping[str, Any]) -> dict[str, Any]:
     """The source a fetch uses: a local ``path`` overrides ``npm``, which overrides a
-    ``url`` (several kinds appear when an override is merged onto a default)."""
+    ``url``, which overrides a Google Drive file (``gdrive``, checkpoints only).
+
+    Several kinds appear when an override is merged onto a default: a local
+    copy or a mirror URL given on top of a default then wins.
+    """
     if "path" in source:
         keys: tuple[str, ...] = ("path", "sha256")
     elif "npm" in source:
         keys = ("npm", "version", "registry", "sha256")
-    else:
+    elif "url" in source:
         keys = ("url", "sha256")
+    else:
+        keys = ("gdrive", "sha256")
     return {key: source[key] for key in keys if key in source}
 
 

@@ -16,7 +16,9 @@ over ``npm``, which wins over ``url``):
 Every fetched file (a download, an npm tarball, a local file) is recorded in a
 lock file (``resources/sources.lock.json``) with its sha256 and size, keyed by
 URL, ``npm:<package>@<version>`` or absolute path, and checked on every later
-fetch: a different file is an error, never a silent overwrite.
+fetch: a different file is an error, never a silent overwrite. The weights
+stage (``pipeline.weights``) records checkpoints in the same lock file
+(Google Drive files as ``gdrive:<id>``).
 
 Archives (zip, tar, tar.gz, tgz) are unpacked into ``<workdir>/files`` (an npm
 tarball's content lands in ``files/package/``); macOS litter (``__MACOSX/``,
@@ -47,7 +49,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -111,6 +113,17 @@ def sha256_file(path: str | Path) -> str:
 
 def _normalized_hash(value: str | None) -> str | None:
     return value.strip().lower() if value else None
+
+
+# torch.hub's check_hash convention: a published file named ``<stem>-<hex>.<ext>``
+# carries the first hex digits (at least 8 here) of its own sha256.
+HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
+
+
+def hash_prefix(name: str) -> str | None:
+    """The sha256 prefix a file name carries (``...-61556be5.pth`` -> ``61556be5``), or None."""
+    match = HASH_IN_NAME.search(name)
+    return match.group(1) if match else None
 
 
 # --------------------------------------------------------------------------- lock file
@@ -288,12 +301,21 @@ def _hand_placement(
     kind: str = "url",
     how: str = "fetch the file another way (a web browser, another machine)",
 ) -> str:
+    example = f"--config '{_config_example(where, f'/data/{dest.name}')}'"
+    if where.startswith("weights."):
+        # A checkpoint's destination is the fetch rule's output: Snakemake takes
+        # a file placed there as done and never runs the checks on it.
+        return (
+            f"To go on without this download, {how} and either save it anywhere and set "
+            f"{where}.path to it instead of {where}.{kind} (it is then checked and recorded "
+            f"in the lock file), e.g. {example}, or save it as {dest} (the expected path; the "
+            "workflow then uses it as it is, unchecked)."
+        )
     return (
         f"To go on without this download, {how} and either save it as {dest} (the "
         f"expected path: it is used "
         f"from there on the next run and recorded in the lock file), or save it anywhere "
-        f"and set {where}.path to it instead of {where}.{kind}, e.g. "
-        f"--config '{_config_example(where, f'/data/{dest.name}')}'."
+        f"and set {where}.path to it instead of {where}.{kind}, e.g. {example}."
     )
 
 
@@ -491,12 +513,15 @@ def _download(
     backoff: float,
     max_backoff: float,
     where: str,
+    sha256_prefix: str | None = None,
+    verify: Callable[[Path, str], None] | None = None,
 ) -> str:
     """Download ``url`` to ``dest`` (see ``download``); return the file's sha256."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(dest)
     expected = _normalized_hash(sha256)
+    prefix = _normalized_hash(sha256_prefix)
     failures, restarted_for_hash, resumed = 0, False, False
     last_error: BaseException | None = None
     while True:
@@ -522,7 +547,10 @@ def _download(
             last_error = exc
         else:
             observed = sha256_file(part)
-            if expected and observed != expected:
+            wrong = (expected and observed != expected) or (
+                prefix and not observed.startswith(prefix)
+            )
+            if wrong:
                 if resumed and not restarted_for_hash:
                     # A resumed file can be spliced from two upstream versions
                     # (a server without validators): one clean download decides.
@@ -531,13 +559,29 @@ def _download(
                     restarted_for_hash, resumed, failures = True, False, 0
                     continue
                 _discard(part)
+                if expected and observed != expected:
+                    raise HashMismatch(
+                        f"{url}: sha256 mismatch: expected {expected}, got {observed}. The file "
+                        "on the server differs from the pinned one; check the URL or update "
+                        f"{where}.sha256.",
+                        observed,
+                        expected,
+                    )
                 raise HashMismatch(
-                    f"{url}: sha256 mismatch: expected {expected}, got {observed}. The file on "
-                    "the server differs from the pinned one; check the URL or update "
-                    f"{where}.sha256.",
+                    f"{url}: sha256 is {observed}, but the file name ends in -{prefix}: by the "
+                    "torch.hub convention the publisher put the first hex digits of the file's "
+                    f"sha256 there, so the server sent another file than the one published "
+                    f"(replaced, truncated or corrupt). Nothing was kept. If you have checked "
+                    f"that this file is right, pin its full hash in {where}.sha256.",
                     observed,
-                    expected,
+                    prefix,
                 )
+            if verify is not None:
+                try:
+                    verify(part, observed)
+                except BaseException:
+                    _discard(part)
+                    raise
             os.replace(part, dest)
             _meta_path(part).unlink(missing_ok=True)
             return observed
@@ -573,6 +617,8 @@ def download(
     *,
     max_backoff: float = 60.0,
     config_key: str | None = None,
+    sha256_prefix: str | None = None,
+    verify: Callable[[Path, str], None] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` atomically, resuming, and check its sha256 when given.
 
@@ -589,9 +635,16 @@ def download(
     expected) raise ``SourceRefused``; other 4xx ``DownloadError``; a wrong
     hash ``HashMismatch``. ``config_key`` is the config block the URL comes from
     (``datasets.<name>.source``, ``weights.<name>``), for the messages.
+    ``sha256_prefix`` (see ``hash_prefix``) must begin the file's sha256, like
+    ``sha256``. ``verify(path, sha256)`` runs on the complete, hash-checked
+    file before it is renamed; whatever it raises discards the file and
+    propagates.
     """
     where = config_key or "datasets.<name>.source"
-    _download(url, Path(dest), sha256, timeout, attempts, backoff, max_backoff, where)
+    _download(
+        url, Path(dest), sha256, timeout, attempts, backoff, max_backoff, where,
+        sha256_prefix, verify,
+    )  # fmt: skip
     return Path(dest)
 
 

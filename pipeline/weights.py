@@ -2,19 +2,67 @@
 
 Compute nodes are often offline, so GPU jobs only ever read files this stage
 put under ``resources/weights/``.
+
+Source kinds (``weights.<name>``; when several are given, as after an
+override, ``path`` wins over ``url``, which wins over ``gdrive``), each with
+an optional ``sha256``:
+
+- ``{"path": "<file>"}``: a local copy.
+- ``{"url": "https://..."}``: downloaded with ``pipeline.sources.download``
+  (resume, retries, refusals recognised).
+- ``{"gdrive": "<file id>"}``: a Google Drive file, downloaded with ``gdown``
+  (which knows Drive's confirmation pages) from ``DRIVE_URL``.
+
+A file appears under its final name only once it has passed every check:
+
+1. its sha256 equals ``sha256`` when pinned, else the hash the lock file
+   recorded at the first fetch; when no hash is pinned and the file's name
+   carries the prefix of its own sha256 (``...-61556be5.pth``, the torch.hub
+   convention OpenMMLab, BasicSR and torchvision publish with), it starts with
+   that prefix;
+2. it loads as a weights-only PyTorch checkpoint;
+3. its sha256 and size are recorded in the lock file
+   (``resources/sources.lock.json``, shared with the data sources) under the
+   URL, ``gdrive:<id>`` or the local file's absolute path; a later fetch that
+   finds another file there fails instead of replacing it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.io import InputError, atomic_path
-from pipeline.sources import download, sha256_file
+from pipeline.sources import (
+    DownloadError,
+    HashMismatch,
+    SourceRefused,
+    _check_pin_against_lock,
+    _hand_placement,
+    _lock_mismatch,
+    _looks_like_html,
+    _normalized_hash,
+    _url_filename,
+    download,
+    hash_prefix,
+    read_lock,
+    record_in_lock,
+    sha256_file,
+)
 from pipeline.torch_io import load_weights_file
+
+log = logging.getLogger(__name__)
+
+# Where a Drive file is fetched from (tests point it at a local server).
+DRIVE_URL = "https://drive.google.com/uc?id={id}"
+KINDS = ("path", "url", "gdrive")
+# gdown's network settings: seconds between bytes, and further attempts.
+DRIVE_TIMEOUT = 60.0
+DRIVE_RETRIES = 3
 
 
 def check_checkpoint(path: Path, origin: str | Path | None = None) -> None:
@@ -30,42 +78,174 @@ def check_checkpoint(path: Path, origin: str | Path | None = None) -> None:
         ) from exc
 
 
-def fetch_weights(name: str, source: Mapping[str, Any], out: Path) -> Path:
-    """Place checkpoint ``name`` at ``out``: downloaded (url, sha256) or copied (path).
+def weights_kind(source: Mapping[str, Any], where: str) -> str:
+    """``path``, ``url`` or ``gdrive``: the kind a ``weights.<name>`` block fetches."""
+    for kind in KINDS:
+        if source.get(kind):
+            return kind
+    raise InputError(where, f"needs one of {', '.join(KINDS)}")
 
-    The file is verified (sha256 when given, loadable with ``weights_only``)
-    before it appears under its final name. A download goes first to a fixed
-    staging name beside ``out``, so an interrupted one resumes on the next run.
+
+def fetch_weights(name: str, source: Mapping[str, Any], out: Path, lock_file: Path) -> Path:
+    """Place checkpoint ``name`` at ``out`` from its source, checked (see the module docstring).
+
+    ``lock_file`` is the workflow's ``resources/sources.lock.json``. An
+    interrupted download resumes on the next run (from ``<out>.part``, or
+    gdown's own partial file for Drive). Errors name the source, ``out`` and
+    the config key to set instead (``weights.<name>.path``).
     """
-    out = Path(out)
-    origin = source.get("path", source.get("url"))
-    hint = (
-        f"put the file at {out} by hand, or set weights.{name}.path to a local copy "
-        f"(weights.{name}.sha256 pins its hash)"
-    )
-    if "path" in source:
-        local = Path(source["path"]).expanduser()
-        if not local.is_file():
-            raise InputError(local, f"checkpoint {name!r} not found; {hint}")
-        with atomic_path(out) as tmp:
-            shutil.copyfile(local, tmp)
-            expected = source.get("sha256")
-            observed = sha256_file(tmp) if expected else None
-            if expected and observed != expected.lower():
-                raise InputError(
-                    origin, f"sha256 is {observed}, weights.{name}.sha256 pins {expected.lower()}"
-                )
-            check_checkpoint(tmp, origin=origin)
-        return out
-    staged = out.with_name(f".{out.name}.download")
+    out, lock_file = Path(out), Path(lock_file)
+    where = f"weights.{name}"
+    kind = weights_kind(source, where)
+    pin = _normalized_hash(source.get("sha256"))
+    if kind == "path":
+        _copy_local(name, Path(source["path"]).expanduser(), pin, out, lock_file, where)
+    elif kind == "url":
+        _download_url(name, source["url"], pin, out, lock_file, where)
+    else:
+        _download_drive(name, str(source["gdrive"]), pin, out, lock_file, where)
+    return out
+
+
+def _verifier(
+    name: str, key: str, kind: str, origin: str | Path, lock_file: Path
+) -> Callable[[Path, str], None]:
+    """Checks 2 and 3 of the module docstring, for a complete file and its sha256."""
+
+    def verify(path: Path, observed: str) -> None:
+        check_checkpoint(path, origin=origin)
+        what = f"checkpoint {name!r} ({origin})"
+        record_in_lock(lock_file, key, observed, path.stat().st_size, kind, what, weights=name)
+
+    return verify
+
+
+def _copy_local(
+    name: str, local: Path, pin: str | None, out: Path, lock_file: Path, where: str
+) -> None:
+    if not local.is_file():
+        raise InputError(
+            local,
+            f"checkpoint {name!r} not found; set {where}.path to a local copy ({where}.sha256 "
+            f"pins its hash), or put the file at {out} by hand (then used unchecked)",
+        )
+    key = str(local.resolve())
+    _check_pin_against_lock(pin, read_lock(lock_file).get(key), key, lock_file, where)
+    prefix = None if pin else hash_prefix(local.name)
+    with atomic_path(out) as tmp:
+        shutil.copyfile(local, tmp)
+        observed = sha256_file(tmp)
+        if pin and observed != pin:
+            raise InputError(local, f"sha256 is {observed}, {where}.sha256 pins {pin}")
+        if prefix and not observed.startswith(prefix):
+            raise InputError(
+                local,
+                f"sha256 is {observed}, but the file name ends in -{prefix}, which by the "
+                "torch.hub convention begins the sha256 of the published file: this is another "
+                f"file (a partial download?). If it is right, pin its hash in {where}.sha256.",
+            )
+        _verifier(name, key, "path", local, lock_file)(tmp, observed)
+
+
+def _download_url(
+    name: str, url: str, pin: str | None, out: Path, lock_file: Path, where: str
+) -> None:
+    entry = read_lock(lock_file).get(url)
+    _check_pin_against_lock(pin, entry, url, lock_file, where)
+    expected = pin or (entry or {}).get("sha256")
+    prefix = None if pin else hash_prefix(_url_filename(url))
+    verify = _verifier(name, url, "url", url, lock_file)
     try:
-        download(source["url"], staged, source.get("sha256"), config_key=f"weights.{name}")
-    except Exception as exc:
-        raise RuntimeError(f"checkpoint {name!r}: {exc}\nTo fix: {hint}") from exc
-    try:  # download() has already checked the sha256
-        check_checkpoint(staged, origin=origin)
-    except InputError:
+        download(url, out, expected, config_key=where, sha256_prefix=prefix, verify=verify)
+    except HashMismatch as exc:
+        if pin or entry is None or exc.expected != entry.get("sha256"):
+            raise
+        raise _lock_mismatch(url, url, lock_file, exc.observed, None, entry) from exc
+
+
+def _download_drive(
+    name: str, file_id: str, pin: str | None, out: Path, lock_file: Path, where: str
+) -> None:
+    key = f"gdrive:{file_id}"
+    entry = read_lock(lock_file).get(key)
+    _check_pin_against_lock(pin, entry, key, lock_file, where)
+    url = DRIVE_URL.format(id=file_id)
+    how = (
+        f"download {url} in a web browser (signed in to Google if Drive asks; past a quota, "
+        "a copy in your own Drive has its own)"
+    )
+    hint = _hand_placement(out, where, "gdrive", how)
+    # gdown writes its partial file beside this name and renames it here when complete.
+    staged = out.with_name(f".{out.name}.gdrive-{file_id}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _gdown(url, staged, hint)
+    try:
+        with open(staged, "rb") as handle:
+            head = handle.read(4096)
+        if _looks_like_html(head):
+            raise SourceRefused(
+                f"{url}: Google Drive sent an HTML page instead of the file (its download "
+                f"quota, virus-scan or sign-in page). Nothing was kept. {hint}"
+            )
+        observed = sha256_file(staged)
+        expected = pin or (entry or {}).get("sha256")
+        if expected and observed != expected:
+            if pin:
+                raise HashMismatch(
+                    f"{url}: sha256 mismatch: expected {pin}, got {observed}. The Drive file "
+                    f"differs from the pinned one; check {where}.gdrive or update "
+                    f"{where}.sha256.",
+                    observed,
+                    pin,
+                )
+            raise _lock_mismatch(url, key, lock_file, observed, staged.stat().st_size, entry)
+        _verifier(name, key, "gdrive", url, lock_file)(staged, observed)
+        os.replace(staged, out)
+    except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    os.replace(staged, out)
-    return out
+
+
+def _gdown(url: str, staged: Path, hint: str) -> None:
+    """Download ``url`` to ``staged`` with gdown; its failures become ``DownloadError``s."""
+    try:
+        import gdown
+        import requests
+        from gdown.exceptions import DownloadError as GdownError
+        from gdown.exceptions import FileURLRetrievalError
+    except ImportError as exc:
+        raise DownloadError(
+            f"{url}: the gdown package is needed for Google Drive files (pip install gdown). {hint}"
+        ) from exc
+    log.info("downloading %s with gdown %s", url, gdown.__version__)
+    try:
+        gdown.download(
+            url=url,
+            output=str(staged),
+            quiet=True,
+            resume=True,
+            timeout=DRIVE_TIMEOUT,
+            retries=DRIVE_RETRIES,
+        )
+    except FileURLRetrievalError as exc:
+        reason = " ".join(str(exc).split())
+        raise SourceRefused(
+            f"{url}: Google Drive did not hand out the file (gdown: {reason}). Drive does this "
+            f"past a file's daily download quota, or when the file's sharing changed. {hint}"
+        ) from exc
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        why = {
+            401: "it wants a sign-in",
+            403: "it refuses (a quota, or sharing restricted)",
+            429: "too many requests (a rate limit or download quota)",
+        }
+        if status in why:
+            message = f"{url}: Drive answered HTTP {status}: {why[status]}. {hint}"
+            raise SourceRefused(message) from exc
+        raise DownloadError(f"{url}: Drive answered HTTP {status}. {hint}") from exc
+    except (GdownError, requests.RequestException, OSError) as exc:
+        raise DownloadError(
+            f"{url}: download failed ({exc}); a partial file beside {staged.parent} is kept "
+            f"and the next run resumes it. {hint}"
+        ) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
 
 from pipeline.config import ConfigError, crop_border, effective_source, normalize
 
@@ -130,3 +130,20 @@ def test_detector_and_contact_sheet_defaults() -> None:
     config = normalize(BASE)
     assert config["datasets"]["faces"]["detector"]["min_size"] == 0
     assert config["prepare"]["contact_sheet"]["columns"] >= 1
+
+
+def test_default_config_validates_with_every_weights_source_kind():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate(config, schema)
+    methods = normalize(config)["methods"]
+    assert {"bicubic", "srresnet", "srgan", "esrgan", "pulse"} <= set(methods)
+    assert len(methods["pulse"]["seeds"]) >= 2
+    assert config["weights"]["pulse_synthesis"] == {"gdrive": "1TCViX1YpQyRsklTVYEJwdbmK91vklCo8"}
+    for wrong in ({"gdrive": "not/an id"}, {"npm": "x", "version": "1.0.0"}, {"sha256": "a" * 64}):
+        broken = {**config, "weights": {**config["weights"], "pulse_synthesis": wrong}}
+        with pytest.raises(WorkflowError):
+            validate(broken, schema)

@@ -14,6 +14,8 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
+from tiny_models import mmedit_generator, openmmlab_checkpoint, srgan_training_keys  # noqa: E402
+
 from pipeline.io import InputError  # noqa: E402
 from pipeline.resize import KERNELS  # noqa: E402
 from pipeline.upscale import build_method, check_method  # noqa: E402
@@ -138,11 +140,13 @@ def tiny_rrdbnet():
     return randomize(RRDBNet(num_feat=16, num_block=2, num_grow_ch=32), seed=3)
 
 
-@pytest.mark.parametrize("layout", ["basicsr", "esrgan-2018", "esrgan-2019"])
+@pytest.mark.parametrize("layout", ["basicsr", "basicsr-params", "esrgan-2018", "esrgan-2019"])
 def test_esrgan_key_layouts_load_identically(tiny_rrdbnet, tmp_path, layout):
     state = tiny_rrdbnet.state_dict()
     converted = {
         "basicsr": lambda s: {"params_ema": s, "params": {}},
+        # BasicSR's conversion of the official ESRGAN (ESRGAN_SRx4_DF2KOST_official).
+        "basicsr-params": lambda s: {"params": s},
         "esrgan-2018": to_2018_keys,
         "esrgan-2019": to_2019_keys,
     }[layout](state)
@@ -319,15 +323,182 @@ def test_wrong_checkpoints_give_clear_errors(tmp_path, tiny_rrdbnet):
         build_method({"arch": "srgan", "weights_path": str(tmp_path / "absent.pth")}, "cpu")
 
 
+# --- OpenMMLab MSRResNet (variant mmedit) --------------------------------------------
+
+
+def mmedit_reference(state: dict, x: torch.Tensor, act_after_shuffle: bool = False) -> torch.Tensor:
+    """OpenMMLab's MSRResNet forward, written from its description with functional calls."""
+    F = torch.nn.functional
+
+    def conv(name: str, t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, state[f"{name}.weight"], state[f"{name}.bias"], padding=1)
+
+    blocks = len({key.split(".")[1] for key in state if key.startswith("trunk_net.")})
+    feat = F.leaky_relu(conv("conv_first", x), 0.1)
+    for index in range(blocks):
+        inner = F.relu(conv(f"trunk_net.{index}.conv1", feat))
+        feat = feat + conv(f"trunk_net.{index}.conv2", inner)
+    for stage in ("upsample1", "upsample2"):
+        feat = F.pixel_shuffle(conv(f"{stage}.upsample_conv", feat), 2)
+        if act_after_shuffle:  # BasicSR's MSRResNet does this; OpenMMLab's does not
+            feat = F.leaky_relu(feat, 0.1)
+    out = conv("conv_last", F.leaky_relu(conv("conv_hr", feat), 0.1))
+    return out + F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+def test_mmedit_msrresnet_matches_an_independent_forward(tmp_path):
+    generator = mmedit_generator(num_feat=8, num_block=2, seed=11)
+    path = tmp_path / "msrresnet_x4c64b16.pth"
+    torch.save(openmmlab_checkpoint(generator), path)
+    model = build_method(
+        {"arch": "srresnet", "variant": "mmedit", "weights_path": str(path)}, "cpu"
+    )
+    batch = images(4, 2, 9)
+    x = to_tensor(batch, "cpu")
+    with torch.inference_mode():
+        ours = model.forward(x)
+        reference = mmedit_reference(generator, x)
+        basicsr_like = mmedit_reference(generator, x, act_after_shuffle=True)
+    assert ours.shape == (2, 3, 36, 36)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
+    # The check can tell the two MSRResNets apart: the activation after the shuffle matters.
+    assert (basicsr_like - reference).abs().max() > 1e-3
+    out = model(batch, 36, [0, 0])
+    np.testing.assert_array_equal(out.images, to_uint8(reference))
+    assert out.facts[0] == {"native_size": 36, "resampled_with": None, "precision": "fp32"}
+
+    # The skip: with a zero last convolution the output is the bilinear x4 input.
+    silent = {**generator, "conv_last.weight": torch.zeros_like(generator["conv_last.weight"])}
+    silent["conv_last.bias"] = torch.zeros_like(generator["conv_last.bias"])
+    torch.save(openmmlab_checkpoint(silent), path)
+    model = build_method(
+        {"arch": "srresnet", "variant": "mmedit", "weights_path": str(path)}, "cpu"
+    )
+    with torch.inference_mode():
+        bilinear = torch.nn.functional.interpolate(
+            x, scale_factor=4, mode="bilinear", align_corners=False
+        )
+        torch.testing.assert_close(model.forward(x), bilinear, rtol=0, atol=1e-6)
+
+
+def test_mmedit_srgan_drops_the_training_networks_and_nothing_else(tmp_path):
+    generator = mmedit_generator(num_feat=8, num_block=1, seed=12)
+    path = tmp_path / "srgan_x4c64b16.pth"
+    torch.save(openmmlab_checkpoint(generator, srgan_training_keys(1)), path)
+    options = {"arch": "srgan", "variant": "mmedit", "weights_path": str(path)}
+    batch = images(5, 1, 8)
+    out = build_method(options, "cpu")(batch, 32, [0])
+    with torch.inference_mode():
+        expected = to_uint8(mmedit_reference(generator, to_tensor(batch, "cpu")))
+    np.testing.assert_array_equal(out.images, expected)
+    # A key of no known part of the model still fails strict loading, by name.
+    foreign = {**srgan_training_keys(1), "generator_ema.conv_first.weight": torch.zeros(1)}
+    torch.save(openmmlab_checkpoint(generator, foreign), path)
+    with pytest.raises(InputError) as raised:
+        build_method(options, "cpu")
+    message = str(raised.value)
+    assert message.startswith(f"{path}: does not fit the OpenMMLab MSRResNet")
+    assert "unexpected keys: generator_ema.conv_first.weight" in message
+    # An OpenMMLab file holding the bare generator state (no prefix) loads too.
+    torch.save({"state_dict": generator}, path)
+    np.testing.assert_array_equal(build_method(options, "cpu")(batch, 32, [0]).images, expected)
+
+
+def test_mmedit_wrong_and_corrupt_checkpoints_name_file_layout_and_keys(tmp_path, tiny_rrdbnet):
+    generator = mmedit_generator(num_feat=8, num_block=1, seed=13)
+    mmedit = {"arch": "srresnet", "variant": "mmedit"}
+
+    def fails(name: str, content: object, options: dict, pattern: str) -> None:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content, path)
+        with pytest.raises(InputError, match=pattern):
+            build_method({**options, "weights_path": str(path)}, "cpu")
+
+    fails(
+        "disc.pth",
+        {"meta": {}, "state_dict": srgan_training_keys(2)},
+        mmedit,
+        r"disc\.pth: OpenMMLab checkpoint without a generator: it holds 2 discriminator\. keys, "
+        r"2 perceptual_loss\. keys but no generator\. keys",
+    )
+    fails(
+        "mmedit.pth",
+        openmmlab_checkpoint(generator),
+        {"arch": "esrgan"},
+        r"mmedit\.pth: not an ESRGAN \(RRDBNet\) checkpoint \(it holds an OpenMMLab MSRResNet: "
+        r"use arch srresnet or srgan, variant mmedit\)",
+    )
+    fails(
+        "disc_for_esrgan.pth",
+        {"state_dict": {"discriminator.conv0_0.weight": torch.zeros(1)}},
+        {"arch": "esrgan"},
+        r"it holds only a GAN discriminator",
+    )
+    fails(
+        "esrgan.pth",
+        {"params": tiny_rrdbnet.state_dict()},
+        mmedit,
+        r"esrgan\.pth: not an SRResNet checkpoint \(it holds an ESRGAN RRDBNet: use arch "
+        r"esrgan\): expected .*OpenMMLab MSRResNet \(\[generator\.\]conv_first",
+    )
+    fails(
+        "as_basicsr.pth",
+        openmmlab_checkpoint(generator),
+        {**mmedit, "variant": "msrresnet"},
+        r"holds an SRResNet of variant 'mmedit', but variant 'msrresnet' was configured",
+    )
+    buffer = tmp_path / "whole.pth"
+    torch.save(openmmlab_checkpoint(generator), buffer)
+    fails(
+        "truncated.pth",
+        buffer.read_bytes()[: buffer.stat().st_size // 2],
+        mmedit,
+        r"truncated\.pth: cannot be read as a weights-only PyTorch checkpoint file",
+    )
+    rgba = mmedit_generator(num_feat=8, num_block=1, seed=14, in_ch=4)
+    fails(
+        "rgba.pth",
+        openmmlab_checkpoint(rgba),
+        mmedit,
+        r"rgba\.pth: does not fit the OpenMMLab MSRResNet .*shape mismatches: "
+        r"conv_first\.weight \(8, 4, 3, 3\) \(expected \(8, 3, 3, 3\)\)",
+    )
+    x2 = {k: v for k, v in generator.items() if not k.startswith("upsample2.")}
+    fails(
+        "x2.pth",
+        openmmlab_checkpoint(x2),
+        mmedit,
+        r"x2\.pth: scale 4 was configured, but this is an x2/x3 MSRResNet",
+    )
+    with pytest.raises(ValueError, match="mmedit outputs"):
+        path = tmp_path / "ok.pth"
+        torch.save(openmmlab_checkpoint(generator), path)
+        build_method({**mmedit, "weights_path": str(path), "output_range": [-1, 1]}, "cpu")
+
+
+def test_spandrel_has_no_msrresnet_layout():
+    """The reason these converters are written here: spandrel 0.4 knows neither layout."""
+    pytest.importorskip("spandrel")
+    from pipeline.upscale.torch_runtime import identify
+
+    assert identify(mmedit_generator(num_feat=8, num_block=1, seed=15)) is None
+    assert identify(MSRResNet(num_feat=8, num_block=1).state_dict()) is None
+
+
 def test_method_options_are_checked():
     check_method("sr", {"arch": "srresnet", "weights": "w", "scale": 8, "output_range": [0, 1]})
     check_method("e", {"arch": "esrgan", "weights": "w", "tile": 64, "bf16": True})
+    check_method("g", {"arch": "srgan", "weights": "w", "variant": "mmedit"})
     bad = [
         ({"arch": "esrgan", "weights": "w", "scale": 2}, r"methods\.m\.scale"),
         ({"arch": "esrgan", "weights": "w", "tile": 4}, r"methods\.m\.tile"),
         ({"arch": "esrgan", "weights": "w", "resample_kernel": "sinc"}, r"resample_kernel"),
         ({"arch": "srresnet", "weights": "w", "output_range": [0, 2]}, r"output_range"),
         ({"arch": "srgan", "weights": "w", "variant": "edsr"}, r"methods\.m\.variant"),
+        ({"arch": "srgan", "weights": "w", "variant": "mmedit", "output_range": [0, 2]}, "range"),
         ({"arch": "esrgan"}, r"methods\.m\.weights: arch 'esrgan' needs a checkpoint"),
         ({"arch": "esrgan", "weights": "w", "weights_path": "/x.pth"}, r"weights_path"),
         ({"arch": "srgan", "weights": "w", "seeds": [0, 1]}, r"deterministic"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +19,9 @@ pytestmark = pytest.mark.slow
 
 METHODS = {
     "bicubic": {"arch": "interpolate", "filter": "bicubic"},
-    "srresnet": {"arch": "srresnet", "weights": "srresnet_tiny"},
-    "srgan": {"arch": "srgan", "weights": "srgan_tiny"},
+    # The default methods' shape (config.yaml): OpenMMLab checkpoints, variant mmedit.
+    "srresnet": {"arch": "srresnet", "variant": "mmedit", "weights": "srresnet_tiny"},
+    "srgan": {"arch": "srgan", "variant": "mmedit", "weights": "srgan_tiny"},
     "esrgan": {"arch": "esrgan", "weights": "esrgan_tiny", "batch_size": 4},
     "pulse": {
         "arch": "pulse",
@@ -96,3 +99,13 @@ def test_pulse_steps_are_saved_as_animations(methods_run):
         animation = Path(row.sr_path).with_name(row.animation)
         with Image.open(methods_run / animation) as image:
             assert image.n_frames >= 2
+
+
+def test_fetched_checkpoints_are_recorded_in_the_lock_file(methods_run):
+    lock = json.loads((methods_run / "resources/sources.lock.json").read_text())["files"]
+    checkpoints = methods_run / "checkpoints"
+    for name in ("srresnet_tiny", "srgan_tiny", "esrgan_tiny", "pulse_mapping_tiny"):
+        entry = lock[str((checkpoints / f"{name}.pth").resolve())]
+        assert entry["kind"] == "path" and entry["weights"] == name
+        fetched = methods_run / f"resources/weights/{name}.pth"
+        assert hashlib.sha256(fetched.read_bytes()).hexdigest() == entry["sha256"]

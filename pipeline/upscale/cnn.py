@@ -8,17 +8,17 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
 - ``weights``: name of a checkpoint in the config's ``weights`` section; the
   weights stage fetches it and the build receives its path as ``weights_path``.
 - ``scale``: the network's own factor; must match the checkpoint (checked at
-  load). esrgan: 4. srresnet/srgan: 4 or 8 (variant ``msrresnet``: 4).
+  load). esrgan: 4. srresnet/srgan: 4 or 8 (variants ``msrresnet``, ``mmedit``: 4).
 - ``resample_kernel``: kernel that brings the network's ``scale x lr`` output
   to the task's ``hr`` size when they differ (``pipeline.resize.KERNELS``;
   default ``pil-bicubic``); reported per image as ``resampled_with``.
 - ``tf32``, ``bf16``: CUDA precision (default off, i.e. true fp32).
 - ``tile``: process inputs larger than ``tile`` pixels in overlapping tiles
   (0 = off, the default; face crops are small).
-- srresnet/srgan only: ``variant`` (``paper`` or ``msrresnet``), ``output_range``
-  (``[-1, 1]`` or ``[0, 1]``; default: the variant's own, [-1, 1] for paper,
-  [0, 1] for msrresnet), ``input_norm`` (``unit`` or ``imagenet``). See
-  ``pipeline.upscale.srresnet``.
+- srresnet/srgan only: ``variant`` (``paper``, ``msrresnet`` (BasicSR) or
+  ``mmedit`` (OpenMMLab)), ``output_range`` (``[-1, 1]`` or ``[0, 1]``;
+  default: the variant's own, [-1, 1] for paper, [0, 1] for the others),
+  ``input_norm`` (``unit`` or ``imagenet``). See ``pipeline.upscale.srresnet``.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ ESRGAN = register(
 SRRESNET_OPTIONS = {
     **COMMON,
     "scale": lambda value: _is_int(value) and value in (4, 8),
-    "variant": lambda value: value in ("paper", "msrresnet"),
+    "variant": lambda value: value in ("paper", "msrresnet", "mmedit"),
     "output_range": _is_range,
     "input_norm": lambda value: value in ("unit", "imagenet"),
 }

@@ -164,6 +164,11 @@ def foreign_hint(state: Mapping[str, Any]) -> str:
         return " (it holds an SRResNet: use arch srresnet or srgan)"
     if {"conv_first.weight", "body.0.conv1.weight", "upconv1.weight"} <= set(state):
         return " (it holds a BasicSR MSRResNet: use arch srresnet, variant msrresnet)"
+    names = {key.removeprefix("generator.") for key in state}
+    if {"trunk_net.0.conv1.weight", "upsample1.upsample_conv.weight"} <= names:
+        return " (it holds an OpenMMLab MSRResNet: use arch srresnet or srgan, variant mmedit)"
+    if state and all(key.startswith("discriminator.") for key in state):
+        return " (it holds only a GAN discriminator, no generator)"
     found = identify(state)
     return f" (spandrel identifies it as {found!r})" if found else ""
 

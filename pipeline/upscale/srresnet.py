@@ -1,6 +1,6 @@
-"""SRResNet / SRGAN generators (Ledig et al., CVPR 2017) and BasicSR's MSRResNet.
+"""SRResNet / SRGAN generators (Ledig et al., CVPR 2017) and the "modified SRResNet" (MSRResNet).
 
-Two networks, chosen with the ``variant`` option:
+Three networks, chosen with the ``variant`` option:
 
 ``paper`` (default): the generator of the SRGAN paper. A 9x9 convolution and
 PReLU; 16 residual blocks (3x3 conv, BN, PReLU, 3x3 conv, BN, skip); a 3x3
@@ -21,15 +21,34 @@ bilinear x4 upsampling of the input added to the output. Keys ``conv_first``,
 ``body.N.conv{1,2}``, ``upconv1``, ``upconv2``, ``conv_hr``, ``conv_last``.
 x4 only (BasicSR has no x8 MSRResNet).
 
+``mmedit``: OpenMMLab's ``MSRResNet`` (mmediting, now mmagic; the generator of
+its ``msrresnet_x4c64b16`` and ``srgan_x4c64b16`` checkpoints). The same
+design as BasicSR's with other names and one difference in the forward pass:
+its upsampling stages (``PixelShufflePack``: conv to 4x the channels, then
+PixelShuffle(2)) have no activation after them. A 3x3 head with LeakyReLU 0.1,
+``trunk_net.N.conv{1,2}`` blocks (conv-ReLU-conv plus identity), no long skip,
+``upsample1.upsample_conv``, ``upsample2.upsample_conv``, ``conv_hr`` with
+LeakyReLU 0.1, ``conv_last``, plus a bilinear x4 upsampling of the input
+(``align_corners=False``). x4 only (the x2/x3 networks have one upsampling
+stage and are not supported). OpenMMLab saves the whole training model under
+``state_dict``: the generator's keys carry a ``generator.`` prefix, which is
+removed; an SRGAN checkpoint also holds the discriminator (``discriminator.``)
+and the perceptual loss's VGG (``perceptual_loss.``), which inference does not
+use and which are dropped by name. Any other key fails strict loading.
+
 Value ranges. Inputs are RGB in [0, 1] (``input_norm: unit``), as in the
 paper; the tutorial's own trained checkpoints expect ImageNet mean/std
 normalised inputs instead (``input_norm: imagenet``). Outputs
 (``output_range``): the paper trains against HR images scaled to [-1, 1] and
 the tutorial network ends in ``tanh``, so ``paper`` defaults to ``[-1, 1]``
 (tanh, then mapped by (y + 1) / 2); checkpoints trained to output [0, 1]
-directly (no tanh) take ``[0, 1]``. ``msrresnet`` outputs [0, 1] and accepts
-only that. The option cannot be read off a checkpoint (tanh has no
-parameters): a wrong value gives washed-out or clipped images, not an error.
+directly (no tanh) take ``[0, 1]``. ``msrresnet`` and ``mmedit`` output
+[0, 1] and accept only that (OpenMMLab trains on RGB in [0, 1]: ``Normalize``
+with mean 0, std 1, ``to_rgb``). The option cannot be read off a checkpoint
+(tanh has no parameters): a wrong value gives washed-out or clipped images,
+not an error.
+
+spandrel (0.4) has none of these three layouts.
 
 Other published SRResNet implementations (leftthomas/SRGAN with 5 blocks,
 Lornatang/SRGAN-PyTorch, whose layout changed across versions) use other
@@ -59,9 +78,21 @@ from pipeline.upscale.torch_runtime import (
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("paper", "msrresnet")
-SCALES = {"paper": (4, 8), "msrresnet": (4,)}
-NATIVE_RANGE = {"paper": (-1, 1), "msrresnet": (0, 1)}
+VARIANTS = ("paper", "msrresnet", "mmedit")
+SCALES = {"paper": (4, 8), "msrresnet": (4,), "mmedit": (4,)}
+NATIVE_RANGE = {"paper": (-1, 1), "msrresnet": (0, 1), "mmedit": (0, 1)}
+# OpenMMLab's restorer models hold the generator under this prefix...
+OPENMMLAB_GENERATOR = "generator."
+# ...and, for SRGAN, training-only networks beside it: the discriminator and
+# the perceptual loss's VGG.
+OPENMMLAB_TRAINING_ONLY = ("discriminator.", "perceptual_loss.")
+# Keys by which each variant is recognised (after any generator. prefix is removed).
+SIGNATURES = {
+    "msrresnet": frozenset({"conv_first.weight", "body.0.conv1.weight", "upconv1.weight"}),
+    "mmedit": frozenset(
+        {"conv_first.weight", "trunk_net.0.conv1.weight", "upsample1.upsample_conv.weight"}
+    ),
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -171,13 +202,87 @@ class MSRResNet(nn.Module):
         return out + F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
 
 
+class PixelShufflePack(nn.Module):
+    """OpenMMLab's x2 upsampling: a 3x3 conv to 4x the channels, then PixelShuffle(2).
+
+    No activation follows (BasicSR's MSRResNet applies LeakyReLU here).
+    """
+
+    def __init__(self, num_feat: int) -> None:
+        super().__init__()
+        self.upsample_conv = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.upsample_conv(x), 2)
+
+
+class OpenMMLabMSRResNet(nn.Module):
+    """OpenMMLab's MSRResNet, x4 (outputs in [0, 1]; adds a bilinear upsampling of the input)."""
+
+    def __init__(self, num_feat: int = 64, num_block: int = 16) -> None:
+        super().__init__()
+        self.scale = 4
+        self.conv_first = nn.Conv2d(3, num_feat, 3, 1, 1)
+        self.trunk_net = nn.Sequential(*(ResidualBlockNoBN(num_feat) for _ in range(num_block)))
+        self.upsample1 = PixelShufflePack(num_feat)
+        self.upsample2 = PixelShufflePack(num_feat)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, 3, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(0.1, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.trunk_net(self.lrelu(self.conv_first(x)))
+        out = self.upsample2(self.upsample1(out))
+        out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        return out + F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
 def checkpoint_variant(state: Mapping[str, Any]) -> str | None:
-    """``paper``, ``msrresnet``, or ``None`` when the keys fit neither layout."""
+    """``paper``, ``msrresnet``, ``mmedit``, or ``None`` when the keys fit no layout."""
     if "conv_block1.conv_block.0.weight" in state:
         return "paper"
-    if {"conv_first.weight", "body.0.conv1.weight", "upconv1.weight"} <= set(state):
-        return "msrresnet"
+    for variant, keys in SIGNATURES.items():
+        if keys <= set(state):
+            return variant
     return None
+
+
+def is_openmmlab_model(state: Mapping[str, Any]) -> bool:
+    """Whether a state dict is an OpenMMLab model's (``generator.``, ``discriminator.`` keys)."""
+    return any(key.startswith((OPENMMLAB_GENERATOR, *OPENMMLAB_TRAINING_ONLY)) for key in state)
+
+
+def openmmlab_generator(state: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """The generator's weights of an OpenMMLab model's state dict, ``generator.`` removed.
+
+    Keys of the training-only networks (``OPENMMLAB_TRAINING_ONLY``) are dropped;
+    any other key is kept as it is, so that strict loading names it. A file
+    without a single generator key raises ``InputError`` naming what it holds.
+    """
+    generator: dict[str, Any] = {}
+    dropped: dict[str, int] = {}
+    for key, value in state.items():
+        if key.startswith(OPENMMLAB_GENERATOR):
+            generator[key.removeprefix(OPENMMLAB_GENERATOR)] = value
+        elif training := next((p for p in OPENMMLAB_TRAINING_ONLY if key.startswith(p)), None):
+            dropped[training] = dropped.get(training, 0) + 1
+        else:
+            generator[key] = value
+    if not any(key.startswith(OPENMMLAB_GENERATOR) for key in state):
+        held = ", ".join(f"{count} {prefix} keys" for prefix, count in dropped.items())
+        raise InputError(
+            path,
+            f"OpenMMLab checkpoint without a generator: it holds {held or 'no known keys'} "
+            f"but no {OPENMMLAB_GENERATOR} keys (a discriminator-only file?); first keys: "
+            f"{', '.join(list(state)[:5])}",
+        )
+    if dropped:
+        log.info(
+            "%s: dropped the training-only networks of the OpenMMLab model (%s)",
+            path,
+            ", ".join(f"{prefix} {count} keys" for prefix, count in dropped.items()),
+        )
+    return generator
 
 
 def resolve_range(variant: str, output_range: Sequence[float] | None) -> tuple[int, int]:
@@ -189,8 +294,8 @@ def resolve_range(variant: str, output_range: Sequence[float] | None) -> tuple[i
     value = (int(output_range[0]), int(output_range[1]))
     if value not in ((-1, 1), (0, 1)):
         raise ValueError(f"output_range must be [-1, 1] or [0, 1], got {list(output_range)}")
-    if variant == "msrresnet" and value != (0, 1):
-        raise ValueError("output_range: msrresnet outputs [0, 1]; [-1, 1] does not apply")
+    if variant in ("msrresnet", "mmedit") and value != (0, 1):
+        raise ValueError(f"output_range: {variant} outputs [0, 1]; [-1, 1] does not apply")
     return value
 
 
@@ -209,6 +314,8 @@ def new_network(
         )
     if variant == "paper":
         return SRResNet(scale, num_feat, num_block, tanh=output_range == (-1, 1))
+    if variant == "mmedit":
+        return OpenMMLabMSRResNet(num_feat, num_block)
     return MSRResNet(num_feat, num_block)
 
 
@@ -226,6 +333,9 @@ def load_network(
     # The tutorial's SRGAN Generator holds the SRResNet as ``net``.
     if all(key.startswith("net.") for key in state):
         state = {key.removeprefix("net."): value for key, value in state.items()}
+    openmmlab = is_openmmlab_model(state)
+    if openmmlab:
+        state = openmmlab_generator(state, path)
     found = checkpoint_variant(state)
     if found is None:
         if rrdbnet.checkpoint_layout(state):
@@ -236,26 +346,39 @@ def load_network(
         raise InputError(
             path,
             f"not an SRResNet checkpoint{hint}: expected the tutorial layout "
-            "(conv_block1.conv_block.0...) or BasicSR MSRResNet (conv_first, body.N.conv1, "
-            f"upconv1); first keys: {', '.join(list(state)[:5])}",
+            "(conv_block1.conv_block.0...), BasicSR MSRResNet (conv_first, body.N.conv1, "
+            "upconv1) or OpenMMLab MSRResNet ([generator.]conv_first, trunk_net.N.conv1, "
+            f"upsample1.upsample_conv); first keys: {', '.join(list(state)[:5])}",
         )
     if found != variant:
         raise InputError(
-            path, f"holds an SRResNet of variant {found!r}, but variant {variant!r} was configured"
+            path,
+            f"holds an SRResNet of variant {found!r}, but variant {variant!r} was configured "
+            f"(set methods.<name>.variant: {found})",
         )
     if variant == "paper":
         head = "conv_block1.conv_block.0.weight"
         native = 2 ** _blocks(state, "subpixel_convolutional_blocks.")
         num_block = _blocks(state, "residual_blocks.")
-    else:
+    elif variant == "msrresnet":
         head = "conv_first.weight"
         native = 4 if "upconv2.weight" in state else 0
         num_block = _blocks(state, "body.")
+    else:
+        head = "conv_first.weight"
+        native = 4 if "upsample2.upsample_conv.weight" in state else 0
+        num_block = _blocks(state, "trunk_net.")
     if native != scale:
         shown = f"an x{native} network" if native else "an x2/x3 MSRResNet (not supported)"
         raise InputError(path, f"scale {scale} was configured, but this is {shown}")
     net = new_network(variant, scale, output_range, int(state[head].shape[0]), num_block)
-    what = "SRResNet (paper)" if variant == "paper" else "MSRResNet"
+    what = {
+        "paper": "SRResNet (paper)",
+        "msrresnet": "MSRResNet",
+        "mmedit": "OpenMMLab MSRResNet",
+    }[variant]
+    if openmmlab:
+        what += f" (key names below the file's {OPENMMLAB_GENERATOR} prefix)"
     load_strict(net, {key: value.float() for key, value in state.items()}, path, what)
     log.info("loaded %s x%d, %d blocks, from %s", what, scale, num_block, path)
     return net.eval()
