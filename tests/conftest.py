@@ -119,11 +119,12 @@ def tiny_config(data: Path, archive: Path, archive_sha: str, emoji: Path) -> dic
     if yale.is_file():  # the real upstream layout, through its own catalog kind
         config["datasets"]["yale"] = {"kind": "yale", "source": {"path": str(yale)}, "limit": 4}
     cropped = SHARED / "mirror" / "CroppedYale.zip"
-    if cropped.is_file():  # pre-aligned crops (the kind's default policy), some lit too steeply
+    if cropped.is_file():  # pre-aligned crops (the kind's default policy), one lit too steeply
         config["datasets"]["croppedyale"] = {
             "kind": "croppedyale",
             "source": {"path": str(cropped)},
             "limit": 4,
+            "tasks": [{"lr": 16, "hr": 64}],  # one task keeps its cost to a few jobs
         }
     return config
 
