@@ -6,6 +6,14 @@ Policies (stated once here, relied on by the report):
   group and counted under their status string (e.g. ``no_face``). A missing
   status (NaN/None) counts as ``status_missing``. A frame without a ``status``
   column is taken as all ``ok``.
+- Rows whose ``alignment`` is ``centre_crop`` (no face was found, the image was
+  centre-cropped) are excluded from the metrics that need a face
+  (``face_metrics``: identity) only, reason ``centre_crop``; every other metric
+  needs only the ground truth and scores them. A frame without an
+  ``alignment`` column excludes nothing for this reason.
+- Each summary row says which alignments its values came from (``alignment``,
+  e.g. ``aligned:20;prealigned:0;centre_crop:4``), so that groups can be
+  compared like with like.
 - NaN metric values are excluded from that metric only, reason ``nan_<metric>``.
 - Infinite metric values (PSNR of an image identical to its reference) are
   excluded from that metric only, reason ``inf_<metric>``. Neither capping (the
@@ -22,10 +30,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
+
+from pipeline.status import ALIGNMENTS, CENTRE_CROP
 
 __all__ = [
     "DEFAULT_GROUP_COLS",
@@ -41,6 +51,7 @@ SUMMARY_STAT_COLUMNS = (
     "n",
     "n_excluded",
     "excluded_reasons",
+    "alignment",
     "mean",
     "median",
     "std",
@@ -49,6 +60,8 @@ SUMMARY_STAT_COLUMNS = (
 )
 STATUS_OK = "ok"
 STATUS_MISSING = "status_missing"
+ALIGNMENT_COLUMN = "alignment"
+ALIGNMENT_MISSING = "unknown"
 
 # Bootstrap resamples are drawn in chunks of rows so that the index matrix stays
 # under ~32 MB however many images a group has. Successive draws from one numpy
@@ -99,6 +112,17 @@ def _reason_string(counts: Counter[str]) -> str:
     return ";".join(f"{reason}:{count}" for reason, count in ordered if count)
 
 
+def _alignment_string(values: pd.Series) -> str:
+    """Counts of the alignments of the rows used, ``aligned:N;prealigned:N;centre_crop:N``.
+
+    The three known alignments always appear, in that order, so that rows line up;
+    any other value (a missing one counts as ``unknown``) follows by name.
+    """
+    counts = Counter(ALIGNMENT_MISSING if pd.isna(v) else str(v) for v in values)
+    names = [*ALIGNMENTS, *sorted(set(counts) - set(ALIGNMENTS))]
+    return ";".join(f"{name}:{counts[name]}" for name in names)
+
+
 def _status_reasons(per_image: pd.DataFrame) -> pd.Series:
     """Exclusion reason per row from ``status``; empty string for usable rows."""
     if "status" not in per_image.columns:
@@ -115,17 +139,20 @@ def summarize(
     group_cols: Sequence[str] = DEFAULT_GROUP_COLS,
     n_boot: int = 1000,
     seed: int = 0,
+    face_metrics: Collection[str] = (),
 ) -> pd.DataFrame:
     """Long-format summary: one row per group x metric.
 
-    Columns: ``group_cols`` then ``metric, n, n_excluded, excluded_reasons, mean,
-    median, std, ci_low, ci_high``. ``n`` counts the values used, ``n_excluded``
-    the group's rows left out of that metric, and ``excluded_reasons`` spells
-    them out as ``"reason:count;..."`` (most frequent first; empty when none).
-    Exclusion policies are those of the module docstring (status not ``ok``,
-    ``nan_<metric>``, ``inf_<metric>``). ``std`` is the sample standard deviation
-    (ddof=1; NaN for a single value). A group whose rows are all excluded still
-    gets its rows, with ``n = 0`` and NaN statistics.
+    Columns: ``group_cols`` then ``metric, n, n_excluded, excluded_reasons,
+    alignment, mean, median, std, ci_low, ci_high``. ``n`` counts the values
+    used, ``n_excluded`` the group's rows left out of that metric, and
+    ``excluded_reasons`` spells them out as ``"reason:count;..."`` (most frequent
+    first; empty when none). ``alignment`` counts the alignments of the values
+    used (empty when the frame has no ``alignment`` column). Exclusion policies
+    are those of the module docstring (status not ``ok``, ``centre_crop`` for
+    ``face_metrics``, ``nan_<metric>``, ``inf_<metric>``). ``std`` is the sample
+    standard deviation (ddof=1; NaN for a single value). A group whose rows are
+    all excluded still gets its rows, with ``n = 0`` and NaN statistics.
 
     A row with a non-``ok`` status is counted under its status only, whatever its
     metric values. Values are sorted before bootstrapping, so the output does
@@ -156,6 +183,12 @@ def summarize(
     # A fresh index keeps the row alignment below exact even if the caller's has duplicates.
     per_image = per_image.reset_index(drop=True)
     status_reason = _status_reasons(per_image)
+    alignment = per_image[ALIGNMENT_COLUMN] if ALIGNMENT_COLUMN in per_image.columns else None
+    centre_crop = (
+        alignment == CENTRE_CROP
+        if alignment is not None
+        else pd.Series(False, index=per_image.index)
+    )
     records: list[dict[str, object]] = []
     grouped = per_image.groupby(group_cols, dropna=False, sort=True)
     for key, frame in grouped:
@@ -165,16 +198,27 @@ def summarize(
         usable = status_reason.loc[frame.index] == ""
         for metric in metrics:
             reasons = Counter(status_counts)
-            values = pd.to_numeric(frame.loc[usable, metric], errors="raise").to_numpy(
+            scored = usable
+            if metric in face_metrics:
+                no_face = usable & centre_crop.loc[frame.index]
+                reasons[CENTRE_CROP] += int(no_face.sum())
+                scored = usable & ~no_face
+            values = pd.to_numeric(frame.loc[scored, metric], errors="raise").to_numpy(
                 dtype=np.float64
             )
             is_nan = np.isnan(values)
             is_inf = np.isinf(values)
             reasons[f"nan_{metric}"] += int(is_nan.sum())
             reasons[f"inf_{metric}"] += int(is_inf.sum())
+            finite = ~(is_nan | is_inf)
+            used_from = (
+                ""
+                if alignment is None
+                else _alignment_string(alignment.loc[frame.index[scored.to_numpy()][finite]])
+            )
             # Sorted so that the bootstrap, and hence the CI, does not depend on the
             # order in which per-image rows were concatenated.
-            kept = np.sort(values[~(is_nan | is_inf)])
+            kept = np.sort(values[finite])
             ci_low, ci_high = bootstrap_ci(kept, n_boot=n_boot, seed=seed)
             records.append(
                 {
@@ -183,6 +227,7 @@ def summarize(
                     "n": int(kept.size),
                     "n_excluded": int(len(frame) - kept.size),
                     "excluded_reasons": _reason_string(reasons),
+                    "alignment": used_from,
                     "mean": float(kept.mean()) if kept.size else math.nan,
                     "median": float(np.median(kept)) if kept.size else math.nan,
                     "std": float(kept.std(ddof=1)) if kept.size > 1 else math.nan,
@@ -227,8 +272,9 @@ def to_markdown(summary: pd.DataFrame) -> str:
     (the percentile interval need not be symmetric; the half-width is a compact
     stand-in, ``ci_low``/``ci_high`` stay exact in the summary table). Means show
     4 significant digits, ``h`` 2. The ``n`` column is the largest ``n`` over the
-    group's metrics; a metric with fewer values adds ``(n=K)`` to its cell. A
-    missing group key prints as ``-``, a metric without values as ``n/a``.
+    group's metrics, and ``alignment`` the alignments of that metric's values;
+    a metric with fewer values adds ``(n=K)`` to its cell. A missing group key
+    prints as ``-``, a metric without values as ``n/a``.
     Groups and metrics keep the order of ``summary``.
     """
     missing = [c for c in SUMMARY_STAT_COLUMNS if c not in summary.columns]
@@ -236,10 +282,10 @@ def to_markdown(summary: pd.DataFrame) -> str:
         raise ValueError(f"summary lacks columns {missing}; pass the output of summarize()")
     group_cols = [c for c in summary.columns if c not in SUMMARY_STAT_COLUMNS]
     metrics = list(dict.fromkeys(summary["metric"]))
-    header = [*group_cols, "n", *metrics]
+    header = [*group_cols, "n", "alignment", *metrics]
     lines = [
         "| " + " | ".join(_escape(h) for h in header) + " |",
-        "|" + "|".join("---" if h in group_cols else "---:" for h in header) + "|",
+        "|" + "|".join("---" if h in [*group_cols, "alignment"] else "---:" for h in header) + "|",
     ]
     if summary.empty:
         return "\n".join(lines) + "\n"
@@ -251,7 +297,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
         keys = key if isinstance(key, tuple) else (key,)
         n_group = int(frame["n"].max())
         by_metric = {row["metric"]: row for _, row in frame.iterrows()}
-        cells = [_escape(k) for k in keys] + [str(n_group)]
+        widest = frame.loc[frame["n"].idxmax()]
+        cells = [_escape(k) for k in keys] + [str(n_group), _escape(widest["alignment"] or "-")]
         for metric in metrics:
             row = by_metric.get(metric)
             cells.append("" if row is None else _escape(_cell(row, n_group)))

@@ -396,7 +396,7 @@ def _excluded_words(rows: pd.DataFrame) -> str:
     if not left_out:
         return ""
     listed = ", ".join(f"{m} {k}" for m, k in left_out.items())
-    return f" Left out (status not ok, or value NaN or infinite): {listed}."
+    return f" Left out (status not ok, a centre crop in a face metric, NaN or infinite): {listed}."
 
 
 def _convention(rows: pd.DataFrame) -> str:

@@ -65,9 +65,12 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     prepare.setdefault("no_face", "center_crop")
     prepare.setdefault("lr_source_size", None)
     prepare["contact_sheet"] = {**CONTACT_SHEET_DEFAULTS, **prepare.get("contact_sheet", {})}
+    from pipeline.datasets import default_alignment  # deferred: imports every kind
+
     for name, dataset in out["datasets"].items():
         merged = {**DATASET_DEFAULTS, **dataset}
         merged["detector"] = {**prepare["detector"], **dataset.get("detector", {})}
+        merged.setdefault("alignment", default_alignment(merged["kind"]))
         for kind, keys in KIND_OPTIONS.items():
             misplaced = sorted(keys & set(dataset)) if merged["kind"] != kind else []
             if misplaced:
@@ -155,6 +158,32 @@ def _check_lr_sources(config: Mapping[str, Any]) -> None:
 def dataset_tasks(config: Mapping[str, Any], name: str) -> list[dict[str, int]]:
     """The tasks of one data set: its own ``tasks`` if set, else the global ones."""
     return config["datasets"][name].get("tasks") or config["tasks"]
+
+
+def alignment_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """How data set ``name`` is framed: ``{"policy", "template"}`` for the detection stage.
+
+    ``template`` is the kind's :class:`pipeline.align.Template` as plain values
+    (``Template.as_dict``) under ``prealigned``, None under ``detect``; being a
+    rule param, a changed template reruns what depends on it.
+    """
+    from pipeline.datasets import template_of
+    from pipeline.status import PREALIGNED
+
+    dataset = config["datasets"][name]
+    policy = dataset["alignment"]
+    template = template_of(dataset["kind"]).as_dict() if policy == PREALIGNED else None
+    return {"policy": policy, "template": template}
+
+
+def identity_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``measure.identity`` for data set ``name``: a prealigned set whose template knows
+    where HOG boxes its faces uses that box when no face is found (``aligned_box``)."""
+    identity = dict(config["measure"]["identity"])
+    template = alignment_options(config, name)["template"]
+    if template and template.get("face_box") is not None:
+        identity["aligned_box"] = list(template["face_box"])
+    return identity
 
 
 def effective_source(source: Mapping[str, Any]) -> dict[str, Any]:

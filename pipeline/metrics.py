@@ -21,14 +21,19 @@ call and give the same values (the tests check this).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
+    "METRIC_CONVENTIONS",
     "SSIM_C1",
     "SSIM_C2",
     "SSIM_SIGMA",
     "SSIM_WINDOW",
+    "MetricConvention",
+    "face_metrics",
     "mse",
     "mse_batch",
     "psnr",
@@ -274,15 +279,47 @@ def ssim_batch(
     return out
 
 
+@dataclass(frozen=True)
+class MetricConvention:
+    """How a per-image metric is computed, and whether it needs a detected face.
+
+    ``needs_face``: the metric compares faces, not pixels (identity). Images
+    without a detected face (centre crops) are not scored in it, and the summary
+    counts them as left out with the reason ``centre_crop``; metrics that only
+    need the ground truth (PSNR, SSIM, LPIPS, LR consistency) score them.
+    ``str()`` gives the text with that rule appended, as the summary and the
+    report print it.
+    """
+
+    text: str
+    needs_face: bool = False
+
+    def __str__(self) -> str:
+        if self.needs_face:
+            return f"{self.text}; needs a detected face (centre crops left out)"
+        return self.text
+
+
 # Every per-image metric column of the benchmark, in table order, with how it is
 # computed. Higher is better for psnr_* and ssim_*; lower for the others.
 METRIC_CONVENTIONS = {
-    "psnr_rgb": "8-bit RGB, float64, crop_border px cropped (BasicSR)",
-    "psnr_y": "Y of BT.601 limited range (MATLAB rgb2ycbcr), float64, crop_border px cropped",
-    "ssim_y": "Y, 11x11 Gaussian window sigma 1.5, valid region, crop_border px cropped",
-    "lr_psnr": "output downscaled with the input's kernel vs the input, no crop",
-    "lr_mse": "as lr_psnr, mean squared error of [0, 1] values (SR3)",
-    "lpips_alex": "LPIPS v0.1 AlexNet, RGB scaled to [-1, 1]",
-    "lpips_vgg": "LPIPS v0.1 VGG16, RGB scaled to [-1, 1]",
-    "identity_distance": "dlib face descriptor distance (< 0.6: same person)",
+    "psnr_rgb": MetricConvention("8-bit RGB, float64, crop_border px cropped (BasicSR)"),
+    "psnr_y": MetricConvention(
+        "Y of BT.601 limited range (MATLAB rgb2ycbcr), float64, crop_border px cropped"
+    ),
+    "ssim_y": MetricConvention(
+        "Y, 11x11 Gaussian window sigma 1.5, valid region, crop_border px cropped"
+    ),
+    "lr_psnr": MetricConvention("output downscaled with the input's kernel vs the input, no crop"),
+    "lr_mse": MetricConvention("as lr_psnr, mean squared error of [0, 1] values (SR3)"),
+    "lpips_alex": MetricConvention("LPIPS v0.1 AlexNet, RGB scaled to [-1, 1]"),
+    "lpips_vgg": MetricConvention("LPIPS v0.1 VGG16, RGB scaled to [-1, 1]"),
+    "identity_distance": MetricConvention(
+        "dlib face descriptor distance (< 0.6: same person)", needs_face=True
+    ),
 }
+
+
+def face_metrics() -> tuple[str, ...]:
+    """Names of the metrics that need a detected face (see :class:`MetricConvention`)."""
+    return tuple(name for name, convention in METRIC_CONVENTIONS.items() if convention.needs_face)

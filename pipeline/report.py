@@ -67,6 +67,7 @@ from PIL import Image
 
 from pipeline.charts import make_charts
 from pipeline.io import InputError, atomic_dir, load_rgb, save_png, write_csv, write_text
+from pipeline.status import ALIGNED, CENTRE_CROP, PREALIGNED
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,11 @@ GALLERY_METRICS = (
 LPIPS_COLUMNS = ("lpips_alex", "lpips_vgg", "lpips")
 IDENTITY_COLUMN = "identity_distance"
 
-# Statuses whose output exists and was scored (no_face: scored on the centre crop).
-SHOWN_STATUSES = ("ok", "no_face")
+# Statuses whose output exists and was scored (centre crops too: see ``alignment``).
+SHOWN_STATUSES = ("ok",)
+# faces.parquet statuses of images in which no face was found (kept, or left out).
 NO_FACE_STATUSES = ("fallback", "no_face")
+ALIGNMENT_LABELS = {ALIGNED: "aligned", PREALIGNED: "prealigned", CENTRE_CROP: "centre crop"}
 
 # Formats every current browser displays; other sources are converted to PNG.
 _WEB_SAFE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
@@ -275,6 +278,7 @@ class SummaryCell:
     n: int
     n_excluded: int
     excluded_reasons: str
+    alignment: str  # the alignments of the values, when not all are FFHQ-aligned
     seed_spread: str
     best: bool
 
@@ -742,8 +746,8 @@ class _Renderer:
             tiles.append(tile)
         tiles.append(hr_tile)
         notes = []
-        if any(r["status"] == "no_face" for r in records):
-            notes.append("no face detected: centre crop")
+        if any(r.get("alignment") == CENTRE_CROP for r in records):
+            notes.append("no face detected: centre crop (left out of identity)")
         return GalleryRow(
             f"r-{_slug(image_id, 40)}-{_digest(key, image_id)}", image_id, notes, tiles
         )
@@ -878,6 +882,7 @@ class _Renderer:
             "failures.html",
             title=f"Failures \u2014 {self.options.title}",
             no_face=no_face,
+            prealigned_without_face=self._prealigned_without_face(),
             left_out=self._left_out_sources(),
             not_measured=self._not_measured(),
             missed=missed,
@@ -890,21 +895,36 @@ class _Renderer:
         return anchors
 
     def _no_face_items(self) -> list[dict[str, Any]]:
-        """Images without a detected face, from the faces tables (or per_image without them)."""
+        """Images without a detected face that were centre-cropped or left out, from the
+        faces tables (or per_image without them). Prealigned images without one are
+        framed by their template and only counted (:meth:`_prealigned_without_face`)."""
         found: dict[tuple[str, str], tuple[str, str, Any]] = {}
         for dataset, frame in self.faces.items():
             statuses = frame["status"].astype(str)
             reasons = frame["reason"] if "reason" in frame.columns else pd.Series("", frame.index)
             paths = frame["path"] if "path" in frame.columns else pd.Series(None, frame.index)
-            for image_id, status, reason, path in zip(
-                frame["image_id"], statuses, reasons, paths, strict=True
+            framing = _column(frame, "alignment")
+            for image_id, status, reason, path, alignment in zip(
+                frame["image_id"], statuses, reasons, paths, framing, strict=True
             ):
-                if status in NO_FACE_STATUSES:
-                    found[(dataset, str(image_id))] = (status, _text(reason), path)
+                if status in NO_FACE_STATUSES and alignment != PREALIGNED:
+                    found[(dataset, str(image_id))] = (
+                        _outcome(status, alignment),
+                        _text(reason),
+                        path,
+                    )
         for (key, image_id), records in self.records.items():
-            if key[0] not in self.faces and records[0]["status"] == "no_face":
+            first = records[0]
+            if key[0] not in self.faces and (
+                first["status"] == "no_face" or first.get("alignment") == CENTRE_CROP
+            ):
                 found.setdefault(
-                    (key[0], image_id), ("no_face", _text(records[0].get("reason")), None)
+                    (key[0], image_id),
+                    (
+                        _outcome(first["status"], first.get("alignment")),
+                        _text(first.get("reason")) or "no face detected",
+                        None,
+                    ),
                 )
         # The crop actually evaluated (largest HR), else the source image.
         crops: dict[tuple[str, str], tuple[Any, Key]] = {}
@@ -927,13 +947,24 @@ class _Renderer:
                 {
                     "dataset": dataset,
                     "image_id": image_id,
-                    "status": status,
+                    "outcome": status,
                     "reason": reason or "no reason recorded",
                     "tile": image.tile(alt),
                     "gallery": link,
                 }
             )
         return items
+
+    def _prealigned_without_face(self) -> list[tuple[str, int, int]]:
+        """(data set, prealigned images without a detected face, prealigned images)."""
+        rows = []
+        for dataset in sorted(self.faces):
+            frame = self.faces[dataset]
+            prealigned = _column(frame, "alignment") == PREALIGNED
+            if prealigned.any():
+                missed = prealigned & frame["status"].astype(str).isin(NO_FACE_STATUSES)
+                rows.append((dataset, int(missed.sum()), int(prealigned.sum())))
+        return rows
 
     def _left_out_sources(self) -> list[tuple[str, str, str, int]]:
         """(data set, status, reason, count) of manifest rows that are not usable."""
@@ -1240,6 +1271,7 @@ def _summary_table(sub: pd.DataFrame) -> SummaryTable:
                     n=_as_int(r.n),
                     n_excluded=_as_int(getattr(r, "n_excluded", 0)),
                     excluded_reasons=_text(getattr(r, "excluded_reasons", "")),
+                    alignment=_alignment_text(getattr(r, "alignment", "")),
                     seed_spread="" if _is_na(spread) else format_value(m, spread),
                     best=method in best[m],
                 )
@@ -1250,6 +1282,33 @@ def _summary_table(sub: pd.DataFrame) -> SummaryTable:
         for m in metrics
     ]
     return SummaryTable(columns, rows, metric_info(primary).label if primary else None)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column of ``frame``, or None for every row when it has none (older tables)."""
+    if name in frame.columns:
+        return frame[name]
+    return pd.Series(None, index=frame.index, dtype=object)
+
+
+def _outcome(status: str, alignment: Any) -> str:
+    """What became of an image without a detected face, in words."""
+    if alignment == CENTRE_CROP or status == "fallback":
+        return "centre crop: scored, left out of identity"
+    return "left out (no_face: skip)"
+
+
+def _alignment_text(value: Any) -> str:
+    """``aligned:20;prealigned:0;centre_crop:4`` as ``aligned 20, centre crop 4``; empty
+    when every value comes from an FFHQ alignment (the usual case) or nothing is known."""
+    counts = {}
+    for part in _text(value).split(";"):
+        name, _, number = part.partition(":")
+        if name and number.isdigit() and int(number):
+            counts[name] = int(number)
+    if not counts or set(counts) == {ALIGNED}:
+        return ""
+    return ", ".join(f"{ALIGNMENT_LABELS.get(name, name)} {n}" for name, n in counts.items())
 
 
 def _best_methods(metric: str, methods: list[str], by_cell: Mapping[Any, Any]) -> set[str]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipeline.metrics import METRIC_CONVENTIONS
 from pipeline.provenance import config_digest, git_commit, software_versions
+from pipeline.status import ALIGNMENTS, DETECT
 
 
 def stage_timings(benchmarks_dir: Path) -> dict[str, dict[str, float]]:
@@ -29,6 +30,29 @@ def stage_timings(benchmarks_dir: Path) -> dict[str, dict[str, float]]:
     return timings
 
 
+def dataset_counts(
+    manifest: pd.DataFrame, faces: pd.DataFrame, policy: str | None
+) -> dict[str, Any]:
+    """Images of one data set and what became of them, for the report's data set table.
+
+    ``images``: manifest rows; ``usable``: catalog status ``ok``;
+    ``alignment_policy``: ``detect`` or ``prealigned``; ``faces_detected``: images
+    in which the detector found a face (recorded under either policy); then the
+    images each alignment kept (``aligned``, ``prealigned``, ``centre_crop``) and
+    ``left_out``: the rest (unusable sources, ``no_face: skip``, errors).
+    """
+    alignments = faces["alignment"].value_counts().to_dict() if "alignment" in faces.columns else {}
+    kept = {name: int(alignments.get(name, 0)) for name in ALIGNMENTS}
+    return {
+        "images": len(manifest),
+        "usable": int((manifest["status"] == "ok").sum()),
+        "alignment_policy": policy or DETECT,
+        "faces_detected": int((faces["status"] == "ok").sum()),
+        **kept,
+        "left_out": len(manifest) - sum(kept.values()),
+    }
+
+
 def collect_run_info(
     config: Mapping[str, Any],
     manifests: Sequence[str | Path],
@@ -39,14 +63,11 @@ def collect_run_info(
     datasets = {}
     for manifest_path, faces_path in zip(manifests, faces, strict=True):
         manifest = pd.read_parquet(manifest_path, columns=["image_id", "status"])
-        face_status = pd.read_parquet(faces_path, columns=["status"])["status"]
+        face_table = pd.read_parquet(faces_path)
         name = Path(manifest_path).parent.name
-        datasets[name] = {
-            "images": len(manifest),
-            "usable": int((manifest["status"] == "ok").sum()),
-            "faces_detected": int((face_status == "ok").sum()),
-            "no_face": int(face_status.isin(["fallback", "no_face"]).sum()),
-        }
+        datasets[name] = dataset_counts(
+            manifest, face_table, config.get("datasets", {}).get(name, {}).get("alignment")
+        )
     methods = {
         name: {k: v for k, v in method.items() if k != "enabled"}
         for name, method in config["methods"].items()
@@ -66,7 +87,7 @@ def collect_run_info(
         "kernels": list(config["kernels"]),
         "methods": methods,
         "metric_conventions": {
-            **METRIC_CONVENTIONS,
+            **{name: str(convention) for name, convention in METRIC_CONVENTIONS.items()},
             "crop_border": str(config["measure"]["crop_border"]),
         },
         "stage_timings": stage_timings(benchmarks_dir),

@@ -34,6 +34,13 @@ from pipeline.io import (
 )
 from pipeline.resize import downscale as downscale_image
 from pipeline.shards import select_shard
+from pipeline.status import (
+    ALIGNED,
+    ALIGNMENT_POLICIES,
+    CENTRE_CROP,
+    DETECT,
+    PREALIGNED,
+)
 from pipeline.upscale import build_method
 
 log = logging.getLogger(__name__)
@@ -65,14 +72,25 @@ def catalog(
     return manifest
 
 
-def _detect_one(task: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
-    image_id, path, options = task
+def _detect_one(
+    task: tuple[str, str, dict[str, Any], face_align.Template | None],
+) -> dict[str, Any]:
+    image_id, path, options, template = task
     try:
         image = load_rgb(path)
     except ValueError as exc:
         return {"image_id": image_id, "status": "error", "reason": str(exc)}
     result = face_align.detect_face(image, **options)
-    return {"image_id": image_id, **result.to_record()}
+    record = {"image_id": image_id, **result.to_record()}
+    if template is None:
+        record["alignment"] = {"ok": ALIGNED, "fallback": CENTRE_CROP}.get(result.status)
+        return record
+    # Prealigned: the detection is kept for the record; the template frames the image.
+    try:
+        quad = template.quad(*image.size)
+    except ValueError as exc:
+        return {**record, "status": "error", "reason": str(exc), "quad": None, "alignment": None}
+    return {**record, "quad": [float(v) for v in quad.ravel()], "alignment": PREALIGNED}
 
 
 def detect_faces(
@@ -84,24 +102,46 @@ def detect_faces(
     no_face: str,
     out: Path,
     threads: int = 1,
+    alignment: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Detect the face and its landmarks in each image of a shard; write ``faces`` rows.
 
-    Images the catalog marked unusable keep their status and reason; images
-    without a face are centre-cropped (``no_face: center_crop``, flagged with
-    status ``fallback``) or left out (``skip``, status ``no_face``).
+    ``alignment`` is ``{"policy": "detect" | "prealigned", "template": ...}``
+    (``pipeline.config.alignment_options``; None: detect). Each row gets an
+    ``alignment`` (see :mod:`pipeline.status`) and the quad that frames it:
+
+    - ``detect``: a detected face is aligned the FFHQ way (``aligned``); an image
+      without one is centre-cropped (``no_face: center_crop``: status
+      ``fallback``, ``centre_crop``) or left out (``skip``: status ``no_face``,
+      no alignment).
+    - ``prealigned``: every usable image is framed by the template's square
+      (``prealigned``, whether or not a face was found: status ``ok`` or
+      ``fallback``); ``no_face`` does not apply. An image of a size the
+      template is not declared for gets status ``error``.
+
+    Detection runs either way, and its results (detector, n_faces, box,
+    landmarks, score) are kept. Images the catalog marked unusable keep their
+    status and reason.
     """
     rows = select_shard(pd.read_parquet(manifest_path), shard, shard_size)
+    policy = (alignment or {}).get("policy", DETECT)
+    if policy not in ALIGNMENT_POLICIES:
+        raise ValueError(f"alignment policy must be one of {ALIGNMENT_POLICIES}, got {policy!r}")
+    template = None
+    if policy == PREALIGNED:
+        values = (alignment or {}).get("template")
+        template = face_align.Template.from_dict(values) if values else face_align.CENTRE_SQUARE
+    keep_without_face = no_face == "center_crop" or template is not None
     options = {
         "detector": detector["kind"],
         "upsample": detector["upsample"],
         "pad": detector["pad"],
         "min_size": detector["min_size"],
         "multi_face": multi_face,
-        "fallback": "center_crop" if no_face == "center_crop" else "none",
+        "fallback": "center_crop" if keep_without_face else "none",
     }
     usable = rows[rows["status"] == "ok"]
-    tasks = [(row.image_id, row.path, options) for row in usable.itertuples()]
+    tasks = [(row.image_id, row.path, options, template) for row in usable.itertuples()]
     # Unusable catalog rows keep their catalog status (error, skipped, duplicate).
     records = [
         {"image_id": row.image_id, "status": row.status, "reason": row.reason}
@@ -119,9 +159,15 @@ def detect_faces(
     else:
         records += [_detect_one(task) for task in tqdm(tasks, **progress)]
     faces = pd.DataFrame.from_records(records)
+    if "alignment" not in faces.columns:  # a shard without a usable image
+        faces["alignment"] = None
     faces = rows[["image_id", "path"]].merge(faces, on="image_id", how="left")
     counts = faces["status"].value_counts().to_dict()
-    log.info("shard %s: %d images, face status counts %s", shard, len(faces), counts)
+    framed = faces["alignment"].value_counts().to_dict()
+    log.info(
+        "shard %s: %d images (%s), face status counts %s, alignments %s",
+        shard, len(faces), policy, counts, framed,
+    )  # fmt: skip
     write_parquet(out, faces)
     return faces
 
@@ -160,12 +206,17 @@ def contact_sheet(
     size: int,
     out: Path,
     options: Mapping[str, Any],
+    template: Mapping[str, Any] | None = None,
 ) -> int:
-    """A contact sheet PNG of a data set's aligned faces (see pipeline.contact_sheet)."""
+    """A contact sheet PNG of a data set's aligned faces (see pipeline.contact_sheet).
+
+    ``template``: a prealigned data set's template (``Template.as_dict``), else None.
+    """
     from pipeline.contact_sheet import contact_sheet as draw_sheet
 
     faces = pd.read_parquet(faces_path)
-    shown = draw_sheet(faces, aligned_dirs, size, out, **options)
+    known = face_align.Template.from_dict(template) if template else None
+    shown = draw_sheet(faces, aligned_dirs, size, out, **options, template=known)
     log.info("contact sheet %s: %d of %d images", out, shown, len(faces))
     return shown
 
@@ -266,10 +317,10 @@ def _save_steps(frames: Sequence[tuple[int, np.ndarray]], target: Path) -> str:
 
 
 def _status_of(face_status: str, reason: str) -> tuple[str, str]:
-    if face_status == "ok":
+    """A faces row's status as a metrics row's: every image with a ground truth is ``ok``
+    (centre crops too; their ``alignment`` keeps them out of the face metrics)."""
+    if face_status in ("ok", "fallback"):
         return "ok", ""
-    if face_status == "fallback":
-        return "no_face", "no face detected (centre crop kept for galleries)"
     if face_status == "no_face":
         return "no_face", "no face detected"
     return face_status, reason or "unusable source image"
@@ -292,8 +343,11 @@ def measure(
     """Score each upscaled image of a shard against its ground truth.
 
     One row per (image, seed), for every image of the shard: images that could
-    not be scored keep a status and a reason and NaN metrics. The upscaling
-    stage's per-image facts (time, device, convergence) are joined in.
+    not be scored keep a status and a reason and NaN metrics. Each row carries
+    its image's ``alignment`` (``aligned``, ``prealigned``, ``centre_crop``); a
+    centre crop has no face, so the metrics that need one (identity) are not
+    computed for it (NaN), while every metric against the ground truth is. The
+    upscaling stage's per-image facts (time, device, convergence) are joined in.
     Conventions: 8-bit outputs; PSNR/SSIM in float64 after cropping
     ``crop_border`` pixels (BasicSR's), Y is BT.601 limited range;
     ``lr_psnr``/``lr_mse`` compare the output, downscaled with the kernel that
@@ -321,16 +375,22 @@ def measure(
         hr_path = Path(hr_dir) / f"{face.image_id}.png"
         lr_path = Path(lr_dir) / f"{face.image_id}.png"
         usable = face.status in ("ok", "fallback")
+        alignment = getattr(face, "alignment", None)
+        alignment = alignment if isinstance(alignment, str) else None
+        # Identity compares faces (quality.face_metrics); a centre crop has none to compare.
+        with_identity = bool(identity) and usable and alignment != CENTRE_CROP
         hr = load_array(hr_path) if usable else None
         lr = load_array(lr_path) if usable else None
-        hr_face = _hr_face(hr, identity) if usable and identity else None
+        hr_face = _hr_face(hr, identity) if with_identity else None
         for seed in seeds:
             sr_path = Path(sr_dir) / f"{face.image_id}_s{seed}.png"
             row: dict[str, Any] = {
                 **keys, "image_id": face.image_id, "seed": int(seed), "kernel": kernel,
-                "status": status, "reason": reason, "crop_border": crop_border,
+                "status": status, "reason": reason, "alignment": alignment,
+                "crop_border": crop_border,
                 "lr_path": str(lr_path), "sr_path": str(sr_path), "hr_path": str(hr_path),
                 **dict.fromkeys(METRIC_COLUMNS, np.nan),
+                **({"identity_distance": np.nan} if identity else {}),
                 **facts.get((face.image_id, int(seed)), {}),
             }  # fmt: skip
             if row["status"] == SKIPPED_NO_CUDA:
@@ -340,7 +400,7 @@ def measure(
             elif usable:
                 sr = load_array(sr_path)
                 row.update(_score(sr, hr, lr, lr_size, kernel, crop_border))
-                if identity:
+                if with_identity:
                     from pipeline.identity import identity_distance
 
                     row.update(identity_distance(sr, hr, hr_face=hr_face, **identity))
@@ -431,12 +491,15 @@ def summarize(
     counts in every category it has). Seeds are pooled; ``seed_std`` is the
     mean over images of the spread across seeds (NaN for one seed). PSNR and
     SSIM names carry their crop (``psnr_y_crop8``), and ``convention`` says
-    how every metric was computed.
+    how every metric was computed. Centre crops count in every metric but
+    those that need a face (``excluded_reasons``: ``centre_crop``), and
+    ``alignment`` says which alignments each row's values come from.
     """
     per_image = pd.read_parquet(per_image_path)
     metrics = [name for name in quality.METRIC_CONVENTIONS if name in per_image.columns]
     groups = ["dataset", "task", "kernel", "method"]
-    overall = summarize_frame(per_image, metrics, group_cols=groups, n_boot=n_boot, seed=seed)
+    options = {"n_boot": n_boot, "seed": seed, "face_metrics": quality.face_metrics()}
+    overall = summarize_frame(per_image, metrics, group_cols=groups, **options)
     overall.insert(len(groups), "category", "all")
     parts = [overall]
     categories = _categories(manifests)
@@ -445,16 +508,14 @@ def summarize(
         tagged = tagged.explode("category").dropna(subset=["category"])
         if len(tagged):
             parts.append(
-                summarize_frame(
-                    tagged, metrics, group_cols=[*groups, "category"], n_boot=n_boot, seed=seed
-                )
+                summarize_frame(tagged, metrics, group_cols=[*groups, "category"], **options)
             )
     summary = pd.concat(parts, ignore_index=True)
     summary = summary.merge(
         _seed_spread(per_image, metrics, groups), how="left", on=[*groups, "metric"]
     )
     crops = per_image.groupby("task")["crop_border"].first().to_dict()
-    summary["convention"] = [quality.METRIC_CONVENTIONS[m] for m in summary["metric"]]
+    summary["convention"] = [str(quality.METRIC_CONVENTIONS[m]) for m in summary["metric"]]
     summary["metric"] = [
         f"{m}_crop{crops.get(t, 0)}" if m.startswith(("psnr_", "ssim_")) else m
         for m, t in zip(summary["metric"], summary["task"], strict=True)

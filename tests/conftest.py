@@ -118,6 +118,14 @@ def tiny_config(data: Path, archive: Path, archive_sha: str, emoji: Path) -> dic
     yale = SHARED / "mirror" / "yalefaces.zip"
     if yale.is_file():  # the real upstream layout, through its own catalog kind
         config["datasets"]["yale"] = {"kind": "yale", "source": {"path": str(yale)}, "limit": 4}
+    cropped = SHARED / "mirror" / "CroppedYale.zip"
+    if cropped.is_file():  # pre-aligned crops (the kind's default policy), one lit too steeply
+        config["datasets"]["croppedyale"] = {
+            "kind": "croppedyale",
+            "source": {"path": str(cropped)},
+            "limit": 4,
+            "tasks": [{"lr": 16, "hr": 64}],  # one task keeps its cost to a few jobs
+        }
     return config
 
 
@@ -136,8 +144,9 @@ def make_tiny_project(folder: Path) -> Path:
 
     Data sets: a folder (with broken files), a zip archive fetched through a
     ``file://`` URL with its sha256, a fake Apple emoji package (drawn discs, so
-    no face is found: centre-crop fallbacks) and, with ../shared, the real Yale
-    archive. Two methods, two tasks, shards of 4 images.
+    no face is found: centre crops) and, with ../shared, the real Yale archive
+    and the first four images of the cropped Extended Yale B (``prealigned``).
+    Two methods, two tasks, shards of 4 images.
     ``expected_status.yaml`` gives the catalog status each image of the folder must get.
     """
     data = folder / "data" / "faces"

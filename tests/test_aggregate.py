@@ -20,6 +20,7 @@ SUMMARY_COLUMNS = [
     "n",
     "n_excluded",
     "excluded_reasons",
+    "alignment",
     "mean",
     "median",
     "std",
@@ -260,8 +261,8 @@ def test_to_markdown_table() -> None:
     summary = summarize(_frame(), ["psnr", "ssim"], n_boot=200)
     text = to_markdown(summary)
     lines = text.strip().split("\n")
-    assert lines[0] == "| dataset | task | kernel | method | n | psnr | ssim |"
-    assert lines[1] == "|---|---|---|---|---:|---:|---:|"
+    assert lines[0] == "| dataset | task | kernel | method | n | alignment | psnr | ssim |"
+    assert lines[1] == "|---|---|---|---|---:|---|---:|---:|"
     assert len(lines) == 2 + 4  # one row per group
     body = [lines[0], *lines[2:]]
     assert all(line.startswith("| ") and line.endswith(" |") for line in body)
@@ -272,10 +273,11 @@ def test_to_markdown_table() -> None:
     half = (b["ci_high"] - b["ci_low"]) / 2
     assert f"| 31 ± {half:.2g} |" in ffhq_b
     ffhq_a = next(line for line in lines if "ffhq" in line and "a_method" in line)
-    assert ffhq_a.startswith("| ffhq | sr4 | bicubic | a_method | 3 |")
-    # Missing kernel prints as a dash; a metric with no values as n/a.
-    assert "| celeba_hq | denoise | - | a_method | 1 | 20 | 0.4 |" in lines
-    assert "| celeba_hq | sr4 | bicubic | a_method | 0 | n/a | n/a |" in lines
+    assert ffhq_a.startswith("| ffhq | sr4 | bicubic | a_method | 3 | - |")
+    # Missing kernel (and, in a table without alignments, the alignment) prints as a
+    # dash; a metric with no values as n/a.
+    assert "| celeba_hq | denoise | - | a_method | 1 | - | 20 | 0.4 |" in lines
+    assert "| celeba_hq | sr4 | bicubic | a_method | 0 | - | n/a | n/a |" in lines
 
 
 def test_to_markdown_marks_differing_n_and_escapes_pipes() -> None:
@@ -289,7 +291,71 @@ def test_to_markdown_marks_differing_n_and_escapes_pipes() -> None:
     )
     text = to_markdown(summarize(frame, ["psnr", "ssim"], group_cols=["method"], n_boot=50))
     row = text.strip().split("\n")[2]
-    assert row.startswith("| x\\|y | 3 | 31 ± ")
+    assert row.startswith("| x\\|y | 3 | - | 31 ± ")
     assert "(n=2)" in row
     with pytest.raises(ValueError, match="summarize"):
         to_markdown(pd.DataFrame({"a": [1]}))
+
+
+# ---------------------------------------------------------------- alignments
+
+
+def _framed() -> pd.DataFrame:
+    """One group: 3 aligned faces, 2 centre crops, 1 prealigned, 1 left out (no_face)."""
+    rows = [
+        # status, alignment, psnr, identity
+        ("ok", "aligned", 30.0, 0.30),
+        ("ok", "aligned", 31.0, 0.40),
+        ("ok", "aligned", 32.0, np.nan),
+        ("ok", "centre_crop", 20.0, np.nan),
+        ("ok", "centre_crop", 22.0, 0.9),  # a value is ignored: no face to compare
+        ("ok", "prealigned", 25.0, 0.50),
+        ("no_face", None, np.nan, np.nan),
+    ]
+    frame = pd.DataFrame(rows, columns=["status", "alignment", "psnr", "identity"])
+    return frame.assign(method="m")
+
+
+def test_centre_crops_are_scored_except_in_face_metrics() -> None:
+    summary = summarize(
+        _framed(), ["psnr", "identity"], group_cols=["method"], n_boot=50,
+        face_metrics=("identity",),
+    )  # fmt: skip
+    psnr, identity = (summary[summary["metric"] == m].iloc[0] for m in ("psnr", "identity"))
+    # The ground truth is all PSNR needs: centre crops count, the skipped image does not.
+    assert (psnr["n"], psnr["n_excluded"]) == (6, 1)
+    assert psnr["excluded_reasons"] == "no_face:1"
+    assert psnr["mean"] == pytest.approx(np.mean([30, 31, 32, 20, 22, 25]))
+    assert psnr["alignment"] == "aligned:3;prealigned:1;centre_crop:2"
+    # Identity leaves both centre crops out under their own reason, whatever their value.
+    assert (identity["n"], identity["n_excluded"]) == (3, 4)
+    assert identity["excluded_reasons"] == "centre_crop:2;nan_identity:1;no_face:1"
+    assert identity["mean"] == pytest.approx(0.4)
+    assert identity["alignment"] == "aligned:2;prealigned:1;centre_crop:0"
+
+
+def test_without_face_metrics_centre_crops_count_everywhere() -> None:
+    summary = summarize(_framed(), ["identity"], group_cols=["method"], n_boot=50)
+    row = summary.iloc[0]
+    assert (row["n"], row["excluded_reasons"]) == (4, "nan_identity:2;no_face:1")
+    assert row["alignment"] == "aligned:2;prealigned:1;centre_crop:1"
+
+
+def test_alignment_counts_name_unknown_values_and_are_empty_without_the_column() -> None:
+    frame = _framed()
+    frame.loc[0, "alignment"] = None
+    frame.loc[1, "alignment"] = "other"
+    row = summarize(frame, ["psnr"], group_cols=["method"], n_boot=50).iloc[0]
+    assert row["alignment"] == "aligned:1;prealigned:1;centre_crop:2;other:1;unknown:1"
+    bare = summarize(_frame(), ["psnr"], n_boot=50)
+    assert (bare["alignment"] == "").all()
+
+
+def test_to_markdown_shows_the_alignments_of_the_widest_metric() -> None:
+    summary = summarize(
+        _framed(), ["identity", "psnr"], group_cols=["method"], n_boot=50,
+        face_metrics=("identity",),
+    )  # fmt: skip
+    row = to_markdown(summary).strip().split("\n")[2]
+    assert row.startswith("| m | 6 | aligned:3;prealigned:1;centre_crop:2 | ")
+    assert "(n=3)" in row

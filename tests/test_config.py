@@ -6,7 +6,16 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
-from pipeline.config import ConfigError, crop_border, effective_source, normalize
+from pipeline.align import CENTRE_SQUARE, Template
+from pipeline.config import (
+    ConfigError,
+    alignment_options,
+    crop_border,
+    effective_source,
+    identity_options,
+    normalize,
+)
+from pipeline.datasets import croppedyale
 
 BASE = {
     "run_name": "t",
@@ -41,6 +50,7 @@ def dry_run_with(tiny_project, override: dict):
         ({"methods.bicubic.fliter": "bicubic"}, "methods.bicubic.fliter"),
         ({"methods.bicubic.seeds": [0, 1]}, "methods.bicubic.seeds"),
         ({"tasks": [{"lr": 64, "hr": 32}]}, "tasks[0]"),
+        ({"datasets.folder.alignment": "exact"}, "exact"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(tiny_project, override, named):
@@ -147,3 +157,34 @@ def test_default_config_validates_with_every_weights_source_kind():
         broken = {**config, "weights": {**config["weights"], "pulse_synthesis": wrong}}
         with pytest.raises(WorkflowError):
             validate(broken, schema)
+
+
+def test_alignment_policy_defaults_by_kind_and_can_be_overridden() -> None:
+    datasets = {
+        "faces": {"source": {"path": "/data/faces"}},
+        "yaleb": {"kind": "croppedyale", "source": {"path": "/data/CroppedYale.zip"}},
+        "yaleb_detected": {
+            "kind": "croppedyale",
+            "source": {"path": "/data/CroppedYale.zip"},
+            "alignment": "detect",
+        },
+        "ffhq": {"source": {"path": "/data/ffhq"}, "alignment": "prealigned"},
+    }
+    config = normalize({**BASE, "datasets": datasets})
+    policies = {name: d["alignment"] for name, d in config["datasets"].items()}
+    assert policies == {
+        "faces": "detect",
+        "yaleb": "prealigned",  # the kind declares a template
+        "yaleb_detected": "detect",
+        "ffhq": "prealigned",
+    }
+    assert alignment_options(config, "faces") == {"policy": "detect", "template": None}
+    yaleb = alignment_options(config, "yaleb")
+    assert Template.from_dict(yaleb["template"]) == croppedyale.TEMPLATE
+    # A kind without a template of its own is used through its largest centred square.
+    ffhq = alignment_options(config, "ffhq")["template"]
+    assert Template.from_dict(ffhq) == CENTRE_SQUARE
+    # Identity falls back to the box HOG puts on the template's crops, where it knows one.
+    assert identity_options(config, "yaleb")["aligned_box"] == list(croppedyale.TEMPLATE.face_box)
+    assert "aligned_box" not in identity_options(config, "faces")
+    assert "aligned_box" not in identity_options(config, "ffhq")

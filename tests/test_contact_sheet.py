@@ -1,4 +1,5 @@
-"""Contact sheets: layout, eye marks where the alignment puts the eyes, fallbacks flagged."""
+"""Contact sheets: layout, eye marks where the alignment puts the eyes, fallbacks and
+prealigned images flagged, a legend of the marks used."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pipeline.contact_sheet import (
     FALLBACK_COLOUR,
     GAP,
     LABEL_HEIGHT,
+    LEGEND_LINE,
+    PREALIGNED_COLOUR,
     TEMPLATE_COLOUR,
     contact_sheet,
     pick_rows,
@@ -25,15 +28,26 @@ from pipeline.io import InputError, save_png
 SIZE = 128
 
 
+ALIGNMENT_OF = {"ok": "aligned", "fallback": "centre_crop"}
+
+
 def face_row(image_id: str, status: str = "ok") -> dict:
+    alignment = ALIGNMENT_OF.get(status)
     if status != "ok":
         quad = face_align.center_square_quad(200, 200)
-        return {"image_id": image_id, "status": status, "landmarks": None, "quad": quad.ravel()}
+        return {
+            "image_id": image_id,
+            "status": status,
+            "alignment": alignment,
+            "landmarks": None,
+            "quad": quad.ravel(),
+        }
     landmarks = synthetic_landmarks((100.0, 90.0), 40.0, 1.03, 0.0)
     quad = face_align.ffhq_quad(landmarks)
     return {
         "image_id": image_id,
         "status": status,
+        "alignment": alignment,
         "landmarks": landmarks.ravel(),
         "quad": quad.ravel(),
     }
@@ -43,7 +57,15 @@ def face_row(image_id: str, status: str = "ok") -> dict:
 def shard(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
     folder = tmp_path / "aligned" / str(SIZE) / "shard-0000"
     rows = [face_row(f"img{i}") for i in range(5)] + [face_row("blank", "fallback")]
-    rows.append({"image_id": "broken", "status": "error", "landmarks": None, "quad": None})
+    rows.append(
+        {
+            "image_id": "broken",
+            "status": "error",
+            "alignment": None,
+            "landmarks": None,
+            "quad": None,
+        }
+    )
     for row in rows[:-1]:
         save_png(folder / f"{row['image_id']}.png", np.full((SIZE, SIZE, 3), 128, np.uint8))
     return pd.DataFrame(rows), folder
@@ -56,7 +78,8 @@ def test_sheet_layout_and_marks(shard, tmp_path: Path) -> None:
     assert shown == 6  # the error row has no aligned image
     sheet = np.asarray(Image.open(out))
     cell_w, cell_h = SIZE + GAP, SIZE + LABEL_HEIGHT + GAP
-    assert sheet.shape == (2 * cell_h + GAP, 4 * cell_w + GAP, 3)
+    # Under the tiles, one legend line per mark used: template, detected, centre crop.
+    assert sheet.shape == (2 * cell_h + GAP + 3 * LEGEND_LINE, 4 * cell_w + GAP, 3)
 
     # The synthetic face is upright and frontal: its detected eyes land on the template.
     (left_x, eye_y), _ = face_align.template_eye_positions(SIZE)
@@ -106,3 +129,52 @@ def test_wrong_aligned_size_names_the_file(shard, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"img0\.png"):
         contact_sheet(faces, [folder], 64, tmp_path / "sheet.png")
     assert not (tmp_path / "sheet.png").exists()
+
+
+def test_tables_without_alignment_derive_it_from_status(shard, tmp_path: Path) -> None:
+    faces, folder = shard
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    contact_sheet(faces, [folder], SIZE, first)
+    contact_sheet(faces.drop(columns="alignment"), [folder], SIZE, second)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_prealigned_tiles_are_framed_blue_with_the_template_eyes(tmp_path: Path) -> None:
+    """A prealigned tile: blue frame, the template's eyes as crosses, detected eyes as dots."""
+    template = face_align.Template(
+        "demo", (200, 240), left=0, top=20, side=200, eyes=((60.0, 90.0), (140.0, 90.0))
+    )
+    quad = template.quad(200, 240)
+    # The detected face's eyes sit exactly where the template says.
+    landmarks = synthetic_landmarks((100.0, 90.0), 80.0, 1.03, 0.0)
+    folder = tmp_path / "aligned"
+    rows = []
+    for image_id, found in (("found", True), ("missed", False)):
+        save_png(folder / f"{image_id}.png", np.full((SIZE, SIZE, 3), 128, np.uint8))
+        rows.append(
+            {
+                "image_id": image_id,
+                "status": "ok" if found else "fallback",
+                "alignment": "prealigned",
+                "landmarks": landmarks.ravel() if found else None,
+                "quad": quad.ravel(),
+            }
+        )
+    out = tmp_path / "sheet.png"
+    assert contact_sheet(pd.DataFrame(rows), [folder], SIZE, out, template=template) == 2
+    sheet = np.asarray(Image.open(out))
+    cell_w = SIZE + GAP
+    found, missed = (
+        sheet[GAP : GAP + SIZE, GAP + i * cell_w : GAP + i * cell_w + SIZE] for i in (0, 1)
+    )
+    for tile in (found, missed):
+        assert (tile[SIZE // 2, 0] == PREALIGNED_COLOUR).all()
+        assert not (tile.reshape(-1, 3) == FALLBACK_COLOUR).all(axis=1).any()
+    (x, y), _ = template.eye_positions(SIZE)
+    near = found[round(y) - 1 : round(y) + 2, round(x) - 1 : round(x) + 2].reshape(-1, 3)
+    assert any((p == DETECTED_COLOUR).all() for p in near)
+    # Crosses on both tiles (the template's), dots only where a face was found.
+    assert (missed.reshape(-1, 3) == TEMPLATE_COLOUR).all(axis=1).sum() >= 4
+    assert not (missed.reshape(-1, 3) == DETECTED_COLOUR).all(axis=1).any()
+    # Legend: template cross, detected eye, prealigned frame.
+    assert sheet.shape[0] == SIZE + LABEL_HEIGHT + 2 * GAP + 3 * LEGEND_LINE

@@ -124,6 +124,22 @@ def test_aligned_box_fallback_is_where_hog_finds_aligned_faces(path: Path) -> No
     assert max(offsets) <= 0.08 * SIZE, offsets
 
 
+def test_a_template_box_replaces_the_ffhq_box_only_when_no_face_is_found() -> None:
+    """Prealigned data sets pass their template's box (``aligned_box``) for the fallback."""
+    noise, face = _noise(), _face(PERSON_A)
+    whole = ID.face_descriptor(noise, fallback="whole_image")[0]
+    given = ID.face_descriptor(noise, aligned_box=(0.0, 0.0, 1.0, 1.0))[0]
+    np.testing.assert_array_equal(given, whole)
+    assert not np.array_equal(given, ID.face_descriptor(noise)[0])
+    # A detected face keeps its own box.
+    found = ID.face_descriptor(face, aligned_box=(0.0, 0.0, 0.5, 0.5))
+    np.testing.assert_array_equal(found[0], ID.face_descriptor(face)[0])
+    assert found[1]
+    result = ID.identity_distance(noise, face, aligned_box=(0.0, 0.0, 1.0, 1.0))
+    expected = ID.descriptor_distance(whole, ID.face_descriptor(face)[0])
+    assert result["identity_distance"] == pytest.approx(expected, abs=1e-12)
+
+
 def test_whole_image_fallback_box() -> None:
     box = ID._fallback_box(SIZE, SIZE + 2, "whole_image")
     assert (box.left(), box.top(), box.right(), box.bottom()) == (0, 0, SIZE + 1, SIZE - 1)

@@ -311,3 +311,10 @@ def test_batched_variants_match_single(
         assert mses[i] == pytest.approx(M.mse(imgs[i], refs[i], crop), abs=1e-15)
     with pytest.raises(ValueError, match="N x H x W x 3"):
         M.psnr_batch(imgs[0], refs[0], 0)
+
+
+def test_the_catalogue_declares_which_metrics_need_a_face() -> None:
+    assert M.face_metrics() == ("identity_distance",)
+    identity = M.METRIC_CONVENTIONS["identity_distance"]
+    assert str(identity).startswith(identity.text) and "centre crops left out" in str(identity)
+    assert str(M.METRIC_CONVENTIONS["psnr_y"]) == M.METRIC_CONVENTIONS["psnr_y"].text

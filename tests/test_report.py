@@ -162,8 +162,9 @@ def _inputs(root: Path):
                             "kernel": KERNEL,
                             "method": method,
                             "seed": seed,
-                            "status": "no_face" if no_face else "ok",
-                            "reason": "no face detected (centre crop kept)" if no_face else "",
+                            "status": "ok",
+                            "reason": "",
+                            "alignment": "centre_crop" if no_face else "aligned",
                             "crop_border": 4,
                             "lr_path": lr_rel,
                             "sr_path": sr_rel,
@@ -171,7 +172,9 @@ def _inputs(root: Path):
                             "psnr_y": 20.0 + k + seed,
                             "ssim_y": 0.5 + k / 10,
                             "lpips_alex": _lpips(k, method, seed),
-                            "identity_distance": 0.3 + 0.1 * ((k * 7 + seed) % 5),
+                            "identity_distance": math.nan
+                            if no_face
+                            else 0.3 + 0.1 * ((k * 7 + seed) % 5),
                             "lr_psnr": 30.0 + k,
                             "converged": (dataset, image_id, seed) != MISSED
                             if method == "pulse"
@@ -206,6 +209,9 @@ def _inputs(root: Path):
                         "n": 2 if category == "old_age" else 4,
                         "n_excluded": 0,
                         "excluded_reasons": float("nan"),
+                        "alignment": "aligned:3;prealigned:0;centre_crop:1"
+                        if dataset == FACES
+                        else "aligned:4;prealigned:0;centre_crop:0",
                         "mean": mean + shift,
                         "ci_low": lo + shift,
                         "ci_high": hi + shift,
@@ -233,13 +239,19 @@ def _inputs(root: Path):
     }
     faces = {
         EMOJI: pd.DataFrame(
-            {"image_id": list(EMOJI_CATEGORIES), "status": ["ok"] * 4, "reason": [""] * 4}
+            {
+                "image_id": list(EMOJI_CATEGORIES),
+                "status": ["ok"] * 4,
+                "reason": [""] * 4,
+                "alignment": ["aligned"] * 4,
+            }
         ),
         FACES: pd.DataFrame(
             {
                 "image_id": list(FACE_IDS),
                 "status": ["ok", "fallback", "ok"],
                 "reason": ["", "no face found by hog", ""],
+                "alignment": ["aligned", "centre_crop", "aligned"],
                 "path": [f"/nonexistent/{i}.jpg" for i in FACE_IDS],
             }
         ),
@@ -249,8 +261,8 @@ def _inputs(root: Path):
         "git_commit": "abc123",
         "config_digest": "0123456789abcdef",
         "datasets": {
-            EMOJI: {"images": 5, "usable": 4, "faces_detected": 4, "no_face": 0},
-            FACES: {"images": 3, "usable": 3, "faces_detected": 2, "no_face": 1},
+            EMOJI: _counts(5, 4, "detect", 4, aligned=4, left_out=1),
+            FACES: _counts(3, 3, "detect", 2, aligned=2, centre_crop=1),
         },
         "tasks": ["8 -> 32"],
         "kernels": [KERNEL],
@@ -264,6 +276,20 @@ def _inputs(root: Path):
         "facebench_version": "0.1.0",
     }
     return per_image, summary, run_info, manifests, faces
+
+
+def _counts(images, usable, policy, detected, aligned=0, prealigned=0, centre_crop=0, left_out=0):
+    """A data set's entry of run_info (as pipeline.run_info.dataset_counts writes it)."""
+    return {
+        "images": images,
+        "usable": usable,
+        "alignment_policy": policy,
+        "faces_detected": detected,
+        "aligned": aligned,
+        "prealigned": prealigned,
+        "centre_crop": centre_crop,
+        "left_out": left_out,
+    }
 
 
 def _fake_charts(per_image, summary, out_dir):
@@ -536,7 +562,8 @@ def test_failures_page_lists_the_right_images(rendered):
     page = Page(text)
     tables = CellText(text).rows("failures")
     no_face = [r for r in tables if r[:2] == [FACES, NO_FACE]]
-    assert len(no_face) == 1 and no_face[0][2:4] == ["fallback", "no face found by hog"]
+    assert len(no_face) == 1
+    assert no_face[0][2:4] == ["centre crop: scored, left out of identity", "no face found by hog"]
     missed = [r for r in tables if r and r[0] == "e2"]
     assert len(missed) == 1 and missed[0][4:7] == ["pulse", "1", "0.0123"]
     assert [EMOJI, f"8{report.ARROW}32", KERNEL, "pulse", "1", "8"] in tables  # 1 of 8 searches
@@ -551,8 +578,11 @@ def test_failures_page_lists_the_right_images(rendered):
     assert f"{FACES} {NO_FACE}: centre crop used without a detected face" in alts
     # The gallery keeps the no-face image (scored on its centre crop) and says so.
     gallery = CellText(_gallery(out, FACES, "all", 1).read_text("utf-8")).rows("gallery")
-    assert [row[0] for row in gallery[1:]] == ["f1", "f2 no face detected: centre crop"]
-    assert "PSNR-Y" in gallery[2][4]
+    assert [row[0] for row in gallery[1:]] == [
+        "f1",
+        "f2 no face detected: centre crop (left out of identity)",
+    ]
+    assert "PSNR-Y 21.00 dB" in gallery[2][4] and f"ID dist {report.MISSING}" in gallery[2][4]
 
 
 def test_failures_page_says_none(tmp_path):
@@ -562,7 +592,7 @@ def test_failures_page_says_none(tmp_path):
     per_image["status"] = "ok"
     index = render_report(per_image, summary, run_info, tmp_path / "r", root=tmp_path, faces=faces)
     text = Page((index.parent / "failures.html").read_text("utf-8")).all_text
-    assert "None: a face was detected in every image." in text
+    assert "None: a face was detected in every image that needed one." in text
     assert "None: no method in this run reports whether its search converged." in text
     assert "None: every output was measured." in text
 
@@ -575,7 +605,11 @@ def test_overview_shows_run_facts_and_charts(rendered):
     for expected in ("abc123", "0123456789abcdef", "facebench_version", "13.0.0", "8 -> 32"):
         assert expected in words
     facts = CellText(text).rows("facts")
-    assert [EMOJI, "5", "4", "4", "0", "3"] in facts  # three gallery categories besides all
+    # images, usable, policy, faces detected, aligned, prealigned, centre crop, left out,
+    # and three gallery categories besides all
+    assert [EMOJI, "5", "4", "detect", "4", "4", "0", "0", "1", "3"] in facts
+    assert [FACES, "3", "3", "detect", "2", "2", "0", "1", "0", "0"] in facts
+    assert "alignment policy" in facts[0] and "centre crop" in facts[0]
     assert ["pulse", "pulse", "0, 1", "steps: 100"] in facts
     assert ["upscale", "4", "3725.5 s (1:02:06)"] in facts
     charts = [a for a in page.find("img") if a["src"].startswith("charts/")]
@@ -597,6 +631,26 @@ def test_summary_table_numbers_order_and_legend(rendered):
     assert "higher is better" in words and "lower is better" in words
     assert "<strong>26.46</strong>" in text and "<strong>0.2100</strong>" in text
     assert "<strong>24.00</strong>" not in text
+    # A table whose images are not all FFHQ-aligned says where they come from.
+    assert "from" not in " ".join(body[0])
+    faces_table = [r for r in CellText(text).rows("summary") if r[0] == "bicubic"][1]
+    assert faces_table[1] == "24.00 [23.50, 24.50] n = 4 from aligned 3, centre crop 1"
+
+
+def test_prealigned_images_without_a_face_are_counted_not_listed(tmp_path):
+    per_image, summary, run_info, manifests, faces = _inputs(tmp_path)
+    per_image.loc[per_image["dataset"] == FACES, "alignment"] = "prealigned"
+    faces[FACES]["alignment"] = "prealigned"
+    index = render_report(
+        per_image, summary, run_info, tmp_path / "r", root=tmp_path,
+        manifests=manifests, faces=faces,
+    )  # fmt: skip
+    text = (index.parent / "failures.html").read_text("utf-8")
+    tables = CellText(text).rows("failures")
+    assert not [r for r in tables if r[:2] == [FACES, NO_FACE]]
+    assert [FACES, "1", "3"] in tables  # 1 of 3 prealigned images without a detected face
+    gallery = CellText(_gallery(index.parent, FACES, "all", 1).read_text("utf-8")).rows("gallery")
+    assert gallery[2][0] == NO_FACE  # no note: the template frames it like the others
 
 
 # --------------------------------------------------------------------------- robustness

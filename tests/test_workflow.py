@@ -12,6 +12,8 @@ import yaml
 from conftest import run_snakemake
 from PIL import Image
 
+from pipeline.report import category_label
+
 pytestmark = pytest.mark.slow
 
 
@@ -75,11 +77,14 @@ def test_faces_table_and_contact_sheets(finished_run):
     for name in config["datasets"]:
         faces = pd.read_parquet(workdir / f"results/{name}/faces.parquet")
         for column in ("image_id", "status", "reason", "detector", "n_faces", "box_left",
-                       "landmarks", "quad"):  # fmt: skip
+                       "landmarks", "quad", "alignment"):  # fmt: skip
             assert column in faces.columns, (name, column)
         found = faces[faces["status"] == "ok"]
         assert all(len(points) == 136 for points in found["landmarks"])
         assert (faces.loc[faces["status"] == "fallback", "reason"] == "no face detected").all()
+        framed = faces["status"].isin(["ok", "fallback"])
+        assert faces.loc[framed, "alignment"].isin(["aligned", "prealigned", "centre_crop"]).all()
+        assert faces.loc[~framed, "alignment"].isna().all()
         with Image.open(workdir / f"results/{name}/contact_sheet.png") as sheet:
             assert sheet.mode == "RGB" and min(sheet.size) >= 64
     # The real photo among the folder's images is found and aligned; the drawn
@@ -89,6 +94,12 @@ def test_faces_table_and_contact_sheets(finished_run):
         assert folder.loc["real_0", "status"] == "ok"
     emoji = pd.read_parquet(workdir / "results/emoji/faces.parquet")
     assert set(emoji["status"]) <= {"fallback", "missing", "error"}
+    assert set(emoji["alignment"].dropna()) == {"centre_crop"}
+    if "croppedyale" in config["datasets"]:
+        # Pre-aligned crops: all framed by the kind's template; detection only recorded.
+        cropped = pd.read_parquet(workdir / "results/croppedyale/faces.parquet")
+        assert (cropped["alignment"] == "prealigned").all() and len(cropped) == 4
+        assert cropped["n_faces"].notna().all()
 
 
 def test_per_image_table_has_one_row_per_image_task_method_seed(finished_run):
@@ -103,8 +114,12 @@ def test_per_image_table_has_one_row_per_image_task_method_seed(finished_run):
         for name in config["datasets"]
     )
     assert len(per_image) == image_tasks * len(config["methods"])
-    scored = per_image[per_image["status"].isin(["ok", "no_face"])]
+    scored = per_image[per_image["status"] == "ok"]
     assert scored[["psnr_rgb", "psnr_y", "ssim_y", "lr_psnr"]].notna().all().all()
+    # Every scored row says how its image was framed; centre crops get no identity.
+    assert scored["alignment"].isin(["aligned", "prealigned", "centre_crop"]).all()
+    crops = scored[scored["alignment"] == "centre_crop"]
+    assert len(crops) and crops["identity_distance"].isna().all()
     assert ((scored["ssim_y"] > 0) & (scored["ssim_y"] <= 1)).all()
     errors = per_image[(per_image["status"] == "error") & (per_image["dataset"] == "folder")]
     assert set(errors["image_id"]) == {"empty", "truncated"}
@@ -116,7 +131,7 @@ def test_per_image_table_has_one_row_per_image_task_method_seed(finished_run):
 def test_metrics_are_recomputable_from_the_written_images(finished_run):
     workdir, _ = finished_run
     per_image = pd.read_parquet(workdir / "results/metrics/per_image.parquet")
-    row = per_image[per_image["status"].isin(["ok", "no_face"])].iloc[0]
+    row = per_image[per_image["status"] == "ok"].iloc[0]
     sr = np.asarray(Image.open(workdir / row["sr_path"]), dtype=np.float64)
     hr = np.asarray(Image.open(workdir / row["hr_path"]), dtype=np.float64)
     c = int(row["crop_border"])
@@ -136,13 +151,37 @@ def test_summary_and_report(finished_run):
     # PSNR/SSIM names carry their crop: the scale factor (x4 in both tasks) by default.
     assert {"psnr_y_crop4", "ssim_y_crop4"} <= set(summary["metric"])
     assert not {"psnr_y", "ssim_y"} & set(summary["metric"])
-    # The drawn emoji discs have no face, so that set has no scored image (n = 0).
+    # Every data set is scored in PSNR, the emoji discs (no face: centre crops) too.
     psnr = summary[summary["metric"].str.startswith("psnr_y") & (summary["n"] > 0)]
-    assert set(psnr["dataset"]) == set(config["datasets"]) - {"emoji"}
+    assert set(psnr["dataset"]) == set(config["datasets"])
     assert (psnr["ci_low"] <= psnr["mean"]).all() and (psnr["mean"] <= psnr["ci_high"]).all()
     folder = summary[(summary["dataset"] == "folder") & summary["metric"].str.startswith("psnr_y")]
     assert (folder["n_excluded"] >= 2).all()  # the two broken files at least
     assert folder["excluded_reasons"].str.contains("error").all()
+    # Identity needs a face: the emoji's centre crops are left out of it, by name.
+    identity = summary[summary["metric"] == "identity_distance"].set_index("dataset")
+    emoji = identity.loc[["emoji"]]
+    assert (emoji["n"] == 0).all()
+    assert emoji["excluded_reasons"].str.contains(r"\bcentre_crop:[1-9]").all()
+    emoji_psnr = psnr[psnr["dataset"] == "emoji"]
+    assert (emoji_psnr["alignment"].str.contains("centre_crop:") & (emoji_psnr["n"] > 0)).all()
+    # Every emoji category shows numbers for every image with a ground truth.
+    emoji_ok = per_image_ok(workdir, "emoji")
+    manifest = pd.read_parquet(workdir / "results/emoji/manifest.parquet")
+    members = manifest.explode("categories").groupby("categories")["image_id"].apply(set)
+    emoji_cats = categories[
+        (categories["dataset"] == "emoji") & categories["metric"].str.startswith("psnr_y")
+    ]
+    assert (emoji_cats["n"] > 0).any()
+    for row in emoji_cats.itertuples():  # a category of unusable emoji only has none
+        expected = len(members[row.category] & emoji_ok[(row.task, row.method)])
+        assert row.n == expected, (row.category, row.task, row.method)
+    if "croppedyale" in config["datasets"]:  # prealigned: every usable image in every metric
+        cropped = summary[summary["dataset"] == "croppedyale"]
+        assert (cropped["n"] == 4).all(), cropped[["metric", "n", "excluded_reasons"]]
+        assert (cropped["alignment"] == "aligned:0;prealigned:4;centre_crop:0").all()
+    markdown = (workdir / "results/metrics/summary.md").read_text()
+    assert "| alignment |" in markdown and "prealigned:" in markdown
     if "yale" in config["datasets"]:  # the real Yale layout gives categories
         yale = categories[categories["dataset"] == "yale"]
         assert yale["category"].str.startswith("subject:").any()
@@ -164,6 +203,38 @@ def test_the_plan_is_stated_before_the_first_upscale_job(finished_run):
     logs = [p.read_text() for p in (workdir / ".snakemake/log").glob("*.snakemake.log")]
     (started,) = [text for text in logs if "localrule plan:" in text]
     assert started.index("localrule plan:") < started.index("rule upscale:")
+
+
+def per_image_ok(workdir: Path, dataset: str) -> dict[tuple[str, str], set[str]]:
+    """Images with status ok per (task, method) of a data set."""
+    per_image = pd.read_parquet(workdir / "results/metrics/per_image.parquet")
+    ok = per_image[(per_image["dataset"] == dataset) & (per_image["status"] == "ok")]
+    return {key: set(group["image_id"]) for key, group in ok.groupby(["task", "method"])}
+
+
+def test_report_counts_policies_and_lists_images_without_a_face(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    report = workdir / "reports/tiny"
+    index = report.joinpath("index.html").read_text()
+    assert "alignment policy" in index and "centre crop" in index and "left out" in index
+    failures = report.joinpath("failures.html").read_text()
+    # The emoji discs (centre crops) are still listed, with what became of them.
+    assert "centre crop: scored, left out of identity" in failures
+    # Emoji category pages: their own summary tables have numbers (not all dashes),
+    # except a category whose only emoji is unusable (a broken file: no ground truth).
+    manifest = pd.read_parquet(workdir / "results/emoji/manifest.parquet")
+    usable = manifest[manifest["status"] == "ok"].explode("categories")["categories"]
+    pages = sorted(report.glob("galleries/emoji/*/page-1.html"))
+    assert len(pages) > 1
+    for page in pages:
+        text = page.read_text()
+        numbers = re.search(r"<i>n</i>&nbsp;=&nbsp;[1-9]", text)
+        heading = re.search(r"<h1>emoji: ([^<]+)</h1>", text)[1]
+        with_truth = heading in {"all images", *(category_label(c) for c in usable)}
+        assert bool(numbers) == with_truth, page
+    if "croppedyale" in config["datasets"]:
+        assert "prealigned" in index
 
 
 def test_logs_and_benchmarks_are_written_per_job(finished_run):

@@ -6,6 +6,10 @@ Each kind is a function ``catalog(root, options) -> manifest`` registered in
 and the kind's own keys). The manifest has at least the columns of
 ``pipeline.catalog.MANIFEST_COLUMNS``, one row per source image, sorted by
 ``image_id``, every unusable image kept with a ``status`` and ``reason``.
+
+A kind whose images are face crops already declares the square its images are
+used through (``TEMPLATES``, a :class:`pipeline.align.Template`); such a kind is
+``prealigned`` by default, every other one ``detect`` (see ``pipeline.status``).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.align import CENTRE_SQUARE, Template
 from pipeline.catalog import build_manifest
 from pipeline.datasets import celebahq, croppedyale, emoji, yale
+from pipeline.status import DETECT, PREALIGNED
 
 Catalog = Callable[[Path, Mapping[str, Any]], pd.DataFrame]
 
@@ -34,6 +40,22 @@ KINDS: dict[str, Catalog] = {
     "celebahq": celebahq.catalog,
     "emoji": emoji.catalog,
 }
+
+
+# Kinds whose images are pre-aligned face crops, with the square each is used through.
+TEMPLATES: dict[str, Template] = {"croppedyale": croppedyale.TEMPLATE}
+
+
+def default_alignment(kind: str) -> str:
+    """A kind's alignment policy when the config names none: ``prealigned`` for kinds
+    that declare a template, else ``detect``."""
+    return PREALIGNED if kind in TEMPLATES else DETECT
+
+
+def template_of(kind: str) -> Template:
+    """The square a ``prealigned`` data set of this kind is used through; kinds that
+    declare none use the largest centred square."""
+    return TEMPLATES.get(kind, CENTRE_SQUARE)
 
 
 def catalog_dataset(kind: str, root: Path, options: Mapping[str, Any]) -> pd.DataFrame:

@@ -9,9 +9,11 @@ from pipeline.smk import put_checkout_on_pythonpath
 put_checkout_on_pythonpath(workflow.basedir)
 
 from pipeline.config import (
+    alignment_options,
     crop_border,
     dataset_tasks,
     effective_source,
+    identity_options,
     lr_source_size,
     normalize,
 )
@@ -50,11 +52,11 @@ def enabled_datasets():
 
 def catalog_options(name):
     """What a data set's catalog depends on: everything but where it comes from
-    (the fetched record is the catalog's input) and how faces are detected."""
+    (the fetched record is the catalog's input) and how faces are detected and framed."""
     return {
         key: value
         for key, value in config["datasets"][name].items()
-        if key not in ("source", "metadata", "detector", "enabled", "tasks")
+        if key not in ("source", "metadata", "detector", "alignment", "enabled", "tasks")
     }
 
 

@@ -28,12 +28,13 @@ rule measure:
             for k, v in config["measure"]["lpips"].items()
             if k in ("enabled", "net", "batch_size")
         },
-        identity=config["measure"]["identity"],
+        identity=lambda wildcards: identity_options(config, wildcards.dataset),
         code=code_digest(
             "pipeline.metrics",
             "pipeline.stages",
             "pipeline.perceptual",
             "pipeline.identity",
+            "pipeline.status",
         ),
     script:
         "../scripts/measure.py"
@@ -79,6 +80,6 @@ rule summarize:
     params:
         bootstrap_samples=config["summary"]["bootstrap_samples"],
         seed=config["summary"]["seed"],
-        code=code_digest("pipeline.aggregate"),
+        code=code_digest("pipeline.aggregate", "pipeline.metrics", "pipeline.status"),
     script:
         "../scripts/summarize.py"

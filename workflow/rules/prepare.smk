@@ -17,8 +17,9 @@ rule detect_faces:
         detector=lambda wildcards: config["datasets"][wildcards.dataset]["detector"],
         multi_face=config["prepare"]["multi_face"],
         no_face=config["prepare"]["no_face"],
+        alignment=lambda wildcards: alignment_options(config, wildcards.dataset),
         shard_size=config["shard_size"],
-        code=code_digest("pipeline.align", "pipeline.dlib_models"),
+        code=code_digest("pipeline.align", "pipeline.dlib_models", "pipeline.status"),
     script:
         "../scripts/detect_faces.py"
 
@@ -91,7 +92,10 @@ rule contact_sheet:
     params:
         size=lambda wildcards: contact_sheet_size(wildcards.dataset),
         options=config["prepare"]["contact_sheet"],
-        code=code_digest("pipeline.contact_sheet", "pipeline.align"),
+        template=lambda wildcards: alignment_options(config, wildcards.dataset)[
+            "template"
+        ],
+        code=code_digest("pipeline.contact_sheet", "pipeline.align", "pipeline.status"),
     script:
         "../scripts/contact_sheet.py"
 

@@ -8,4 +8,5 @@ with job_log(snakemake.log[0]):
         snakemake.params.size,
         snakemake.output.sheet,
         snakemake.params.options,
+        template=snakemake.params.template,
     )

@@ -11,4 +11,5 @@ with job_log(snakemake.log[0]):
         no_face=snakemake.params.no_face,
         out=snakemake.output.faces,
         threads=snakemake.threads,
+        alignment=snakemake.params.alignment,
     )
