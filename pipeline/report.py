@@ -126,8 +126,9 @@ GALLERY_METRICS = (
 LPIPS_COLUMNS = ("lpips_alex", "lpips_vgg", "lpips")
 IDENTITY_COLUMN = "identity_distance"
 
-# Statuses whose output exists and was scored (no_face: scored on the centre crop).
-SHOWN_STATUSES = ("ok", "no_face")
+# Statuses whose output exists and was scored (no_face: scored on the centre crop;
+# eps_not_reached: a search that missed eps, scored but left out of the summary).
+SHOWN_STATUSES = ("ok", "no_face", "eps_not_reached")
 NO_FACE_STATUSES = ("fallback", "no_face")
 
 # Formats every current browser displays; other sources are converted to PNG.
@@ -952,7 +953,7 @@ class _Renderer:
         return rows
 
     def _not_measured(self) -> list[tuple[str, str, str, str, str, str, int]]:
-        """Outputs with a status other than ok/no_face, counted by key, method and reason."""
+        """Outputs not shown (status outside SHOWN_STATUSES), counted by key, method and reason."""
         frame = self.per_image[~self.per_image["status"].isin(SHOWN_STATUSES)]
         if frame.empty:
             return []

@@ -162,7 +162,12 @@ def _inputs(root: Path):
                             "kernel": KERNEL,
                             "method": method,
                             "seed": seed,
-                            "status": "no_face" if no_face else "ok",
+                            # As the measure stage marks a search that missed eps.
+                            "status": "no_face"
+                            if no_face
+                            else "eps_not_reached"
+                            if (dataset, image_id, seed) == MISSED and method == "pulse"
+                            else "ok",
                             "reason": "no face detected (centre crop kept)" if no_face else "",
                             "crop_border": 4,
                             "lr_path": lr_rel,

@@ -29,6 +29,7 @@ rule measure:
             if k in ("enabled", "net", "batch_size")
         },
         identity=config["measure"]["identity"],
+        eps_not_reached=config["measure"]["eps_not_reached"],
         code=code_digest(
             "pipeline.metrics",
             "pipeline.stages",
