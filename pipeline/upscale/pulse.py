@@ -545,11 +545,18 @@ def pulse_search(
                  for i in trainable]  # fmt: skip
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    def keep_end(rows: torch.Tensor) -> None:
-        index = variables.index[rows]
-        end_latents[index] = variables.latent.detach()[rows]
+    def put(target: torch.Tensor, value: torch.Tensor, where: torch.Tensor | None) -> None:
+        # target[item of each row] = value where ``where`` (all rows for None). torch.where
+        # rather than boolean indexing: no device synchronisation.
+        index = variables.index
+        if where is not None:
+            value = torch.where(where.view(-1, *[1] * (value.ndim - 1)), value, target[index])
+        target[index] = value
+
+    def keep_end(where: torch.Tensor | None) -> None:
+        put(end_latents, variables.latent.detach(), where)
         for slot, layer in enumerate(trainable):
-            end_noise[slot][index] = variables.noise[layer].detach()[rows]
+            put(end_noise[slot], variables.noise[layer].detach(), where)
 
     with _precision(device, tf32):
         bar = tqdm(range(steps), desc="pulse", disable=not progress, mininterval=10, leave=False)
@@ -581,33 +588,36 @@ def pulse_search(
             with torch.no_grad():
                 index = variables.index
                 images = generated.detach().clamp(0, 1)
+                latent = variables.latent.detach()
                 l2 = mse.detach()
                 totals = total.detach()
                 steps_run[index] = step + 1
+                # PULSE's best_im: the first step of the lowest total loss (`loss < min_loss`).
                 better = totals < best_total[index]
-                best_total[index[better]] = totals[better]
-                best_step[index[better]] = step
-                best_l2[index[better]] = l2[better]
-                best_images[index[better]] = images[better]
-                best_latents[index[better]] = variables.latent.detach()[better]
+                put(best_total, totals, better)
+                put(best_step, torch.full_like(best_step[index], step), better)
+                put(best_l2, l2, better)
+                put(best_images, images, better)
+                put(best_latents, latent, better)
                 min_l2[index] = torch.minimum(min_l2[index], l2)
                 hit = l2 <= eps
-                converged[index[hit]] = True
+                converged[index] = converged[index] | hit
                 if save_every and on_intermediate and step % save_every == 0:
                     for row, item in enumerate(index.tolist()):
                         on_intermediate(item, step, images[row].cpu())
+                last = step == steps - 1
+                # The image returned when converged: the last one (PULSE's), or the
+                # first at eps with stop_at_eps.
+                returned = (hit | last) if stop_at_eps else None
+                if stop_at_eps or last:
+                    put(final_images, images, returned)
+                    put(final_latents, latent, returned)
+                    put(final_l2, l2, returned)
+                    put(final_step, torch.full_like(final_step[index], step), returned)
                 if stop_at_eps:
-                    finished = hit | (step == steps - 1)
-                else:
-                    finished = torch.full_like(hit, step == steps - 1)
-                final_images[index[finished]] = images[finished]
-                final_latents[index[finished]] = variables.latent.detach()[finished]
-                final_l2[index[finished]] = l2[finished]
-                final_step[index[finished]] = step
-                stopping = finished & hit if stop_at_eps else torch.zeros_like(hit)
-                keep_end(stopping)
+                    keep_end(hit)
 
-            all_stopped = bool(stopping.all())
+            all_stopped = stop_at_eps and bool(hit.all())
             if not all_stopped:
                 total.sum().backward()
             if on_step is not None:
@@ -635,10 +645,10 @@ def pulse_search(
                 for param, radius in zip(variables.params, variables.radii, strict=True):
                     param.div_(_radius(param))
                     param.mul_(radius)
-            if step == steps - 1:
-                keep_end(~stopping)
-            elif bool(stopping.any()):
-                variables, optimizer = _shrink(variables, optimizer, ~stopping, current_lr)
+            if last:
+                keep_end(~hit if stop_at_eps else None)
+            elif stop_at_eps and bool(hit.any()):
+                variables, optimizer = _shrink(variables, optimizer, ~hit, current_lr)
 
     # Converged: the final image (PULSE's), or the first at eps with stop_at_eps;
     # otherwise the best image (PULSE's best_im, lowest total loss).
