@@ -39,7 +39,8 @@ truncation). The Gaussian fit: ``--gaussian``, else the checkout's
 ``gaussian_fit.pt`` with the published weights (as PULSE), else fitted
 (``--fit-samples``, seed 0) from the mapping network.
 
-GPU, published weights (one call, well under 10 minutes on one H200)::
+GPU, published weights (one call; the faces loop stops starting new faces after
+``--time-budget-s``, so that the whole run stays under 10 minutes)::
 
     python benchmarks/pulse_vs_original.py --original PATH/pulse \\
         --synthesis synthesis.pt --mapping mapping.pt
@@ -47,6 +48,13 @@ GPU, published weights (one call, well under 10 minutes on one H200)::
 Random weights (the published files are on Google Drive, so often absent)::
 
     python benchmarks/pulse_vs_original.py --original PATH/pulse --random-weights
+
+On a machine without network access, carry the original's files (``PULSE.py``,
+``SphericalOptimizer.py``, ``loss.py``, ``bicubic.py``, ``stylegan.py``, ``drive.py``,
+``gaussian_fit.pt``), the ``lpips`` wheel and the LPIPS weight files
+(``alexnet_features.pth``, ``lpips_v0.1_alex_lin.pth`` of ``shared/weights``) in an
+ignored folder, install the wheel with ``pip install --no-index --no-deps --target``,
+and pass ``--lpips-features`` / ``--lpips-linear``.
 
 CPU smoke test (CI; the project's side alone without ``--original``)::
 
@@ -523,7 +531,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fit-samples", type=int, default=1_000_000)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--time-budget-s", type=float, default=480.0)
+    parser.add_argument(
+        "--time-budget-s", type=float, default=420.0, help="no new face after this (projected)"
+    )
     parser.add_argument("--lpips-features", type=Path)
     parser.add_argument("--lpips-linear", type=Path)
     parser.add_argument("--no-lpips", action="store_true")
