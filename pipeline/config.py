@@ -40,7 +40,12 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     out = copy.deepcopy(dict(config))
     out.setdefault("shard_size", 500)
-    measure = {"crop_border": "scale", "gpu": True, **out.get("measure", {})}
+    measure = {
+        "crop_border": "scale",
+        "gpu": True,
+        "eps_not_reached": "exclude",
+        **out.get("measure", {}),
+    }
     lpips = {"enabled": True, "net": "alex", "batch_size": 32, **measure.get("lpips", {})}
     lpips.setdefault("features", f"lpips_{lpips['net']}_features")
     lpips.setdefault("linear", f"lpips_{lpips['net']}_linear")

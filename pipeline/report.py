@@ -127,8 +127,9 @@ GALLERY_METRICS = (
 LPIPS_COLUMNS = ("lpips_alex", "lpips_vgg", "lpips")
 IDENTITY_COLUMN = "identity_distance"
 
-# Statuses whose output exists and was scored (centre crops too: see ``alignment``).
-SHOWN_STATUSES = ("ok",)
+# Statuses whose output exists and was scored (centre crops too: see ``alignment``;
+# eps_not_reached: a search that missed eps, scored but left out of the summary).
+SHOWN_STATUSES = ("ok", "eps_not_reached")
 # faces.parquet statuses of images in which no face was found (kept, or left out).
 NO_FACE_STATUSES = ("fallback", "no_face")
 ALIGNMENT_LABELS = {ALIGNED: "aligned", PREALIGNED: "prealigned", CENTRE_CROP: "centre crop"}
@@ -983,7 +984,7 @@ class _Renderer:
         return rows
 
     def _not_measured(self) -> list[tuple[str, str, str, str, str, str, int]]:
-        """Outputs with a status other than ok/no_face, counted by key, method and reason."""
+        """Outputs not shown (status outside SHOWN_STATUSES), counted by key, method and reason."""
         frame = self.per_image[~self.per_image["status"].isin(SHOWN_STATUSES)]
         if frame.empty:
             return []

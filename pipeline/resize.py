@@ -14,7 +14,8 @@ Kernels:
 - ``pil-bicubic``: Pillow's ``Image.resize(..., BICUBIC)``.
 - ``pil-area``: Pillow's ``Image.resize(..., BOX)``.
 - ``matlab-bicubic``: MATLAB's ``imresize(A, [size size])`` (bicubic, antialiased).
-- ``pulse-bicubic``: PULSE's ``BicubicDownSample``, the operator of its loss.
+- ``pulse-bicubic``: PULSE's ``BicubicDownSample``, the operator of its loss, with
+  ``align_face.py``'s 8-bit truncation (:mod:`pipeline.resize_pulse`).
 
 See each kernel's function for the filter, border handling and rounding.
 """
@@ -166,27 +167,24 @@ def matlab_bicubic(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def pulse_bicubic(image: np.ndarray, size: int) -> np.ndarray:
-    """PULSE's ``BicubicDownSample``: :func:`pipeline.upscale.pulse.bicubic_downsample`.
+    """PULSE's LR recipe (``align_face.py``): :func:`pipeline.resize_pulse.pulse_downscale`.
 
     The operator through which PULSE's loss compares its generated image with the
-    LR input, applied to the image: Keys cubic kernel (a = -0.5) stretched by the integer factor
-    f = H / size (4 f taps, centred between two input pixels), separable (rows,
-    then columns), reflect padding (mirror without repeating the edge pixel),
-    stride f; in float32 on the CPU on values / 255 (as PULSE's ``ToTensor``).
-    Rounding: clip to [0, 1], times 255, round half away from zero. This differs
-    from PULSE's ``align_face.py``, which truncates (``ToPILImage``): truncation
-    lowers every pixel by half a level on average and turns a flat image of level
-    c into c - 1 whenever float32 lands just below c.
+    LR input (``BicubicDownSample``), applied to the image as ``align_face.py``
+    does: Keys cubic kernel (a = -0.5) stretched by the integer factor f = H / size
+    (4 f taps, centred between two input pixels), separable (rows, then columns),
+    reflect padding (mirror without repeating the edge pixel), stride f; in float32
+    on the CPU on values / 255 (``ToTensor``). Rounding as PULSE's: clip to [0, 1],
+    times 255, *truncated* (``ToPILImage``), so PULSE sees the inputs it was
+    designed for (truncation lowers pixels by half a level on average).
 
     Integer factors only: the image must be square with a side that is a multiple
     of ``size`` (``ValueError`` otherwise).
     """
     # Imported here so that importing pipeline.resize does not load torch.
-    from pipeline.upscale.pulse import pulse_reduce
+    from pipeline.resize_pulse import pulse_downscale
 
-    reduced = pulse_reduce(image, size)
-    values = reduced[0].permute(1, 2, 0).numpy().astype(np.float64)
-    return round_half_away_uint8(np.clip(values, 0.0, 1.0) * 255.0)
+    return pulse_downscale(image, size)
 
 
 # ---------------------------------------------------------------- registry

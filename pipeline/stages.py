@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 METRIC_COLUMNS = ("psnr_rgb", "psnr_y", "ssim_y", "lr_psnr", "lr_mse")
 # Status of the outputs a GPU-only method did not make on a machine without CUDA.
 SKIPPED_NO_CUDA = "skipped_no_cuda"
+# Status of a search output whose lowest L2 never reached eps (PULSE returns nothing then).
+EPS_NOT_REACHED = "eps_not_reached"
+EPS_POLICIES = ("exclude", "score")
 
 
 def catalog(
@@ -339,6 +342,7 @@ def measure(
     lpips: Mapping[str, Any] | None = None,
     identity: Mapping[str, Any] | None = None,
     device: str = "cpu",
+    eps_not_reached: str = "exclude",
 ) -> pd.DataFrame:
     """Score each upscaled image of a shard against its ground truth.
 
@@ -357,7 +361,14 @@ def measure(
 
     ``lpips``: ``{"net", "features_path", "linear_path", "batch_size"}`` or None;
     ``identity``: options of ``pipeline.identity.identity_distance`` or None.
+
+    Searches that missed eps (facts ``converged`` false): with ``eps_not_reached``
+    ``exclude`` (default) their row gets status ``eps_not_reached`` (still scored,
+    for the report's failures page and galleries; the summary leaves it out and
+    counts it, as every status other than ``ok``); ``score`` keeps them ``ok``.
     """
+    if eps_not_reached not in EPS_POLICIES:
+        raise ValueError(f"eps_not_reached must be one of {EPS_POLICIES}, got {eps_not_reached!r}")
     faces = pd.read_parquet(faces_path)
     facts = _read_facts(Path(sr_dir) / "facts.parquet")
     lr_size = int(keys["lr_size"])
@@ -406,6 +417,8 @@ def measure(
                     row.update(identity_distance(sr, hr, hr_face=hr_face, **identity))
                 if lpips_model is not None:
                     scored.append((len(rows), sr, hr))
+            if eps_not_reached == "exclude":
+                _flag_missed_eps(row)
             rows.append(row)
             if lpips_model is not None and len(scored) >= lpips["batch_size"]:
                 _add_lpips(rows, scored, lpips_model, lpips)
@@ -414,6 +427,21 @@ def measure(
     frame = pd.DataFrame(rows)
     write_parquet(out, frame)
     return frame
+
+
+def _flag_missed_eps(row: dict[str, Any]) -> None:
+    """Status ``eps_not_reached`` for a scored row whose search never reached eps.
+
+    Only rows that are otherwise ``ok``: an image without a face keeps that status.
+    Methods that report no ``converged`` fact are never flagged.
+    """
+    converged = row.get("converged")
+    if row["status"] != "ok" or converged is None or pd.isna(converged) or bool(converged):
+        return
+    reason = "eps not reached"
+    if "min_l2" in row and "eps" in row and not pd.isna(row["min_l2"]):
+        reason += f" (lowest L2 {float(row['min_l2']):.4g} > eps {float(row['eps']):.4g})"
+    row.update(status=EPS_NOT_REACHED, reason=reason)
 
 
 def _read_facts(path: Path) -> dict[tuple[str, int], dict[str, Any]]:

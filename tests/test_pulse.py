@@ -1,7 +1,8 @@
 """PULSE: downsampler, losses, schedule, Gaussian fit and the search on a tiny 32 px network.
 
 The network is the 32 px one of ``shared/fixtures/stylegan/tiny.pt`` when present,
-otherwise one with random weights made here (no test needs the fixture).
+otherwise one with random weights made here (no test needs the fixture). The
+search against numbers made by PULSE's original code: ``test_pulse_conformance.py``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.io import InputError
-from pipeline.upscale import build_method, check_method
+from pipeline.upscale import build_method, check_method, weight_names
 from pipeline.upscale.pulse import (
+    LATENT_ROWS,
+    PulseStart,
+    StepRecord,
     bicubic_downsample,
     bicubic_taps,
+    draw_start,
     fit_gaussian,
+    gaussian_provenance,
     geocross,
     load_gaussian,
     lr_factor,
@@ -147,6 +153,20 @@ def test_parse_loss_and_method_options():
         check_method("p", {"arch": "pulse"})
 
 
+def test_early_stop_is_a_method_of_its_own_name_and_the_gaussian_slot_is_optional():
+    nets = {"arch": "pulse", "synthesis": "pulse_synthesis", "mapping": "pulse_mapping"}
+    check_method("pulse_early", {**nets, "stop_at_eps": True})
+    check_method("pulse", {**nets, "stop_at_eps": False})
+    with pytest.raises(ValueError, match=r"methods\.pulse\.stop_at_eps: .*'_early'.*pulse_early"):
+        check_method("pulse", {**nets, "stop_at_eps": True})
+    assert weight_names(nets) == {"synthesis": "pulse_synthesis", "mapping": "pulse_mapping"}
+    given = {**nets, "gaussian": "pulse_gaussian_fit"}
+    check_method("pulse", given)
+    assert weight_names(given)["gaussian"] == "pulse_gaussian_fit"
+    with pytest.raises(ValueError, match=r"methods\.pulse\.gaussian: the name of an entry"):
+        check_method("pulse", {**nets, "gaussian": 3})
+
+
 def test_save_animation_writes_every_frame(tmp_path):
     frames = [np.full((16, 16, 3), value, np.uint8) for value in (0, 120, 250)]
     for name in ("run.gif", "run.webp"):
@@ -236,6 +256,11 @@ def test_gaussian_files_roundtrip_and_bad_files_name_the_file(tmp_path):
     loaded = load_gaussian(tmp_path / "gaussian_fit.pt")
     assert torch.equal(loaded["mean"], fit["mean"]) and torch.equal(loaded["std"], fit["std"])
     assert [p.name for p in tmp_path.iterdir()] == ["gaussian_fit.pt"]
+    assert gaussian_provenance(tmp_path / "gaussian_fit.pt").endswith("1000 samples, seed 0")
+    # PULSE's own file: a plain {'mean', 'std'} dict.
+    torch.save(fit, tmp_path / "theirs.pt")
+    assert torch.equal(load_gaussian(tmp_path / "theirs.pt")["std"], fit["std"])
+    assert gaussian_provenance(tmp_path / "theirs.pt") == "theirs.pt: given, no provenance recorded"
     torch.save({"mean": torch.zeros(3)}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match=r"bad\.pt"):
         load_gaussian(tmp_path / "bad.pt")
@@ -260,7 +285,8 @@ def test_search_lowers_the_loss_and_keeps_latents_on_their_spheres(tiny):
 
 def test_seeds_are_honoured_per_item_including_zero(tiny):
     first = search(tiny, [0, 0, 0], [0, 1, 0], steps=1)
-    expected = torch.randn((1, 8, 512), generator=torch.Generator().manual_seed(0))
+    # PULSE's 18 latent rows, whatever the generator (the 32 px one reads 8).
+    expected = torch.randn((1, LATENT_ROWS, 512), generator=torch.Generator().manual_seed(0))
     assert torch.equal(first.latents[0:1], expected)
     assert torch.equal(first.latents[0], first.latents[2])
     assert not torch.equal(first.latents[0], first.latents[1])
@@ -280,41 +306,83 @@ def test_results_do_not_depend_on_batch_composition(tiny64):
         assert alone.facts[0]["best_step"] == batch.facts[row]["best_step"]
 
 
-def test_missed_eps_keeps_the_lowest_l2_image(tiny):
-    # A fixed learning rate makes a k-step search the prefix of a longer one.
-    seeds = [2, 3, 4, 5]
-    runs = [search(tiny, [0] * 4, seeds, steps=k, lr_schedule="fixed") for k in range(1, 7)]
-    full = runs[-1]
-    for item, fact in enumerate(full.facts):
-        assert fact["converged"] is False and fact["steps"] == 6
-        assert fact["final_l2"] == min(run.facts[item]["final_l2"] for run in runs)
-        # The image kept is the one generated at best_step.
-        assert torch.equal(full.images[item], runs[fact["best_step"]].images[item])
-    # Climbing the L2 instead (negative weight): the first image stays the best one.
-    ascent = search(tiny, [0, 1], [2, 3], steps=4, loss="-100*L2")
-    first = search(tiny, [0, 1], [2, 3], steps=1)
-    assert [fact["best_step"] for fact in ascent.facts] == [0, 0]
-    assert torch.equal(ascent.images, first.images)
+def trace(records: list):
+    """An ``on_step`` that keeps each step's per-row total, L2 and clamped image."""
+
+    def keep(record: StepRecord) -> None:
+        records.append(
+            {
+                "total": record.total.clone(),
+                "mse": record.mse.clone(),
+                "image": record.generated.clamp(0, 1),
+            }
+        )
+
+    return keep
 
 
-def test_reaching_eps_stops_that_item_only(tiny64):
+def test_missed_eps_keeps_pulses_best_image(tiny):
+    """PULSE returns nothing then; the item keeps PULSE's best_im (first lowest total loss)."""
+    records: list = []
+    result = search(tiny, [0, 1, 0], [2, 3, 4], steps=6, on_step=trace(records))
+    totals = torch.stack([r["total"] for r in records])
+    mses = torch.stack([r["mse"] for r in records])
+    for item, fact in enumerate(result.facts):
+        assert fact["converged"] is False and fact["steps"] == 6 and fact["eps"] == FAR
+        best = int(torch.argmin(totals[:, item]))
+        assert fact["best_step"] == fact["returned_step"] == best
+        assert torch.equal(result.images[item], records[best]["image"][item])
+        assert fact["final_l2"] == float(mses[best, item])
+        assert fact["min_l2"] == float(mses[:, item].min())
+    # The best image is the lowest total loss, not the lowest L2: climbing the L2
+    # (a negative weight) makes a later step the best one.
+    ascent = search(tiny, [0], [2], steps=4, loss="-100*L2")
+    assert ascent.facts[0]["best_step"] > 0
+    assert ascent.facts[0]["min_l2"] < ascent.facts[0]["final_l2"]
+
+
+def test_faithful_search_returns_the_last_image_and_early_stop_the_first_at_eps(tiny64):
     probe = search(tiny64, [0, 1, 0], [3, 3, 8], steps=6)
-    lowest = min(range(3), key=lambda item: probe.facts[item]["final_l2"])
-    eps = probe.facts[lowest]["final_l2"] * (1 + 1e-9)
-    result = search(tiny64, [0, 1, 0], [3, 3, 8], steps=6, eps=eps)
+    lowest = min(range(3), key=lambda item: probe.facts[item]["min_l2"])
+    eps = probe.facts[lowest]["min_l2"] * (1 + 1e-9)
+    # As PULSE: every step runs; an item whose lowest L2 reached eps returns the LAST image.
+    records: list = []
+    full = search(tiny64, [0, 1, 0], [3, 3, 8], steps=6, eps=eps, on_step=trace(records))
+    for item, fact in enumerate(full.facts):
+        assert fact["steps"] == 6
+        if item == lowest:
+            assert fact["converged"] and fact["returned_step"] == 5
+            assert torch.equal(full.images[item], records[5]["image"][item])
+        else:
+            assert not fact["converged"] and fact["returned_step"] == fact["best_step"]
+    # stop_at_eps: the item stops at its first step at eps and returns that image.
+    result = search(tiny64, [0, 1, 0], [3, 3, 8], steps=6, eps=eps, stop_at_eps=True)
     for item, fact in enumerate(result.facts):
         if item == lowest:
-            assert fact["converged"] and fact["steps"] == fact["best_step"] + 1 <= 6
+            assert fact["converged"] and fact["steps"] == fact["returned_step"] + 1 <= 6
             assert fact["final_l2"] <= eps
+            image = records[fact["returned_step"]]["image"][item]
+            torch.testing.assert_close(result.images[item], image, rtol=0, atol=1e-6)
         else:
             assert fact["steps"] == 6 and not fact["converged"]
             # Left to search alone, the others follow the same path as before.
             torch.testing.assert_close(result.images[item], probe.images[item], rtol=0, atol=1e-6)
-    # stop_at_eps=False runs every step (as PULSE's code), still flags convergence,
-    # and returns the last image.
-    full = search(tiny64, [0, 1, 0], [3, 3, 8], steps=6, eps=eps, stop_at_eps=False)
-    assert full.facts[lowest]["converged"] and full.facts[lowest]["steps"] == 6
-    assert full.facts[lowest]["best_step"] == 5
+
+
+def test_given_start_is_used_and_left_unchanged(tiny):
+    drawn = draw_start([5, 6], tiny["synthesis"].num_layers)
+    assert drawn.latent.shape == (2, LATENT_ROWS, 512) and len(drawn.noise) == 8
+    before = drawn.latent.clone()
+    given = search(tiny, [0, 1], None, steps=3, start=drawn)
+    seeded = search(tiny, [0, 1], [5, 6], steps=3)
+    assert torch.equal(given.images, seeded.images) and torch.equal(drawn.latent, before)
+    # Three updates, each followed by the projection back onto the starting spheres.
+    torch.testing.assert_close(given.end_latents.norm(dim=-1), before.norm(dim=-1))
+    assert (given.end_latents - before).abs().max() > 0.1
+    with pytest.raises(ValueError, match=r"start latent must be \(2, 18, 512\)"):
+        search(tiny, [0, 1], None, steps=1, start=PulseStart(drawn.latent[:, :8], drawn.noise))
+    with pytest.raises(ValueError, match="start noise: need 8 layers"):
+        search(tiny, [0, 1], None, steps=1, start=PulseStart(drawn.latent, drawn.noise[:4]))
 
 
 def test_tile_latent_and_intermediate_images(tiny):
@@ -329,7 +397,7 @@ def test_tile_latent_and_intermediate_images(tiny):
 
 def test_registered_method_runs_from_files(tiny, tmp_path):
     torch.save(tiny["weights"]["synthesis"], tmp_path / "synthesis.pt")
-    save_gaussian(tiny["gaussian"], tmp_path / "gaussian_fit.pt")
+    save_gaussian(tiny["gaussian"], tmp_path / "gaussian_fit.pt", n_samples=4096, seed=0)
     options = {
         "arch": "pulse",
         "synthesis_path": str(tmp_path / "synthesis.pt"),
@@ -348,7 +416,8 @@ def test_registered_method_runs_from_files(tiny, tmp_path):
     larger = model(batch, 48, [0, 1])
     assert larger.images.shape == (2, 48, 48, 3)
     assert larger.facts[1]["resampled_with"] == "pil-bicubic"
-    assert set(larger.facts[1]) >= {"converged", "final_l2", "best_step", "steps"}
+    assert set(larger.facts[1]) >= {"converged", "final_l2", "min_l2", "best_step", "steps", "eps"}
+    assert larger.facts[1]["gaussian_fit"] == "gaussian_fit.pt: fitted, 4096 samples, seed 0"
     with pytest.raises(ValueError, match="dividing 32"):
         model(np.zeros((1, 12, 12, 3), np.uint8), 32, [0])
     with pytest.raises(InputError, match="missing"):

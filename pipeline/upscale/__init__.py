@@ -61,6 +61,11 @@ class ArchSpec:
     # {"weights": "weights_path"}. GPU jobs never download: the weights stage
     # fetched every file before.
     weight_slots: Mapping[str, str] = field(default_factory=dict)
+    # The same for checkpoints a method may name but need not (PULSE's Gaussian fit).
+    optional_weight_slots: Mapping[str, str] = field(default_factory=dict)
+    # Checks that involve the method's name or several options:
+    # check(name, options with defaults) raises ValueError naming methods.<name>.<key>.
+    check: Callable[[str, Mapping[str, Any]], None] | None = None
 
 
 REGISTRY: dict[str, ArchSpec] = {}
@@ -93,8 +98,14 @@ def check_method(name: str, options: Mapping[str, Any]) -> None:
                 f"methods.{name}.{slot}: arch {arch!r} needs a checkpoint: the name of an "
                 "entry of the config's `weights` section"
             )
+    for slot in spec.optional_weight_slots:
+        if slot in options and not isinstance(options[slot], str):
+            raise ValueError(
+                f"methods.{name}.{slot}: the name of an entry of the config's `weights` "
+                f"section, got {options[slot]!r}"
+            )
     for key, value in options.items():
-        if key in COMMON_OPTIONS or key in spec.weight_slots:
+        if key in COMMON_OPTIONS or key in spec.weight_slots or key in spec.optional_weight_slots:
             continue
         if key not in spec.options:
             known = sorted(spec.options)
@@ -105,12 +116,17 @@ def check_method(name: str, options: Mapping[str, Any]) -> None:
             raise ValueError(f"methods.{name}.{key}: invalid value {value!r} for arch {arch!r}")
     if not spec.stochastic and list(options.get("seeds", [0])) != [0]:
         raise ValueError(f"methods.{name}.seeds: arch {arch!r} is deterministic; use seeds: [0]")
+    if spec.check is not None:
+        spec.check(name, {**spec.defaults, **options})
 
 
 def weight_names(options: Mapping[str, Any]) -> dict[str, str]:
-    """The checkpoints a method needs: config option -> name in the ``weights`` section."""
+    """The checkpoints a method uses (required slots, and optional ones it names):
+    config option -> name in the ``weights`` section."""
     spec = get_arch(options["arch"])
-    return {slot: options[slot] for slot in spec.weight_slots}
+    named = {slot: options[slot] for slot in spec.weight_slots}
+    named.update({slot: options[slot] for slot in spec.optional_weight_slots if slot in options})
+    return named
 
 
 def build_method(
@@ -125,13 +141,13 @@ def build_method(
     spec = get_arch(options["arch"])
     merged = {**spec.defaults, **{k: v for k, v in options.items() if k not in COMMON_OPTIONS}}
     # The architecture's own build says which files it cannot do without.
-    for slot, build_option in spec.weight_slots.items():
+    for slot, build_option in {**spec.weight_slots, **spec.optional_weight_slots}.items():
         merged.pop(slot, None)
         if weight_files and slot in weight_files:
             merged[build_option] = str(weight_files[slot])
     # Files the workflow derives from checkpoints (e.g. PULSE's Gaussian fit).
     for key, path in (weight_files or {}).items():
-        if key not in spec.weight_slots:
+        if key not in spec.weight_slots and key not in spec.optional_weight_slots:
             merged[f"{key}_path"] = str(path)
     return spec.build(merged, device)
 

@@ -62,6 +62,24 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
     raise ValueError(f"unknown lr_schedule {schedule!r}; known: {LR_SCHEDULES}")
 
 
+EARLY_SUFFIX = "_early"
+
+
+def check_early_stop_name(name: str, options: Mapping[str, Any]) -> None:
+    """An early-stopped search is a different method from PULSE: it must say so in its name.
+
+    ``stop_at_eps`` returns the first image at eps rather than PULSE's final one, so
+    the report must never show it as plain PULSE: its method name must end in
+    ``_early`` (e.g. ``pulse_early``). ``ValueError`` naming the key otherwise.
+    """
+    if options.get("stop_at_eps") and not name.endswith(EARLY_SUFFIX):
+        raise ValueError(
+            f"methods.{name}.stop_at_eps: an early-stopped search returns another image than "
+            f"PULSE, so it is another method: give it a name ending in {EARLY_SUFFIX!r} "
+            f"(e.g. {name}{EARLY_SUFFIX})"
+        )
+
+
 def _build(options: Mapping[str, Any], device: str) -> Upscaler:
     from pipeline.upscale import pulse
 
@@ -124,7 +142,7 @@ SPEC = register(
             "tile_latent": False,
             "num_trainable_noise_layers": 5,
             "lr_schedule": "linear1cycledrop",
-            "stop_at_eps": True,
+            "stop_at_eps": False,
             "save_every": 0,
             "resample_kernel": "pil-bicubic",
             "bf16": False,
@@ -133,13 +151,17 @@ SPEC = register(
         uses_gpu=True,
         gpu_only=True,
         stochastic=True,
-        # The Gaussian fit of the mapping output is made once by the workflow
-        # (rule fit_pulse_gaussian) and arrives as the extra file `gaussian`.
         weight_slots={"synthesis": "synthesis_path", "mapping": "mapping_path"},
+        # `gaussian` names PULSE's gaussian_fit.pt (a `weights` entry), used as is;
+        # without it the workflow fits the mapping network once (rule
+        # fit_pulse_gaussian, seeded) and passes that file under the same slot.
+        optional_weight_slots={"gaussian": "gaussian_path"},
+        check=check_early_stop_name,
         code_modules=(
             "pipeline.upscale.pulse_spec",
             "pipeline.upscale.pulse",
             "pipeline.upscale.stylegan",
+            "pipeline.resize_pulse",
         ),
     )
 )

@@ -123,13 +123,15 @@ def method_code(name):
 
 def method_weights(wildcards):
     """Fetched checkpoints of a method (and files derived from them), as named
-    inputs ``weights_<slot>``."""
+    inputs ``weights_<slot>``. PULSE's Gaussian fit: the checkpoint its optional
+    ``gaussian`` slot names (PULSE's gaussian_fit.pt, used as is), else the fit
+    of its mapping network (rule fit_pulse_gaussian)."""
     method = config["methods"][wildcards.method]
     files = {
         f"weights_{slot}": f"resources/weights/{weights}.pth"
         for slot, weights in weight_names(method).items()
     }
-    if method["arch"] == "pulse":
+    if method["arch"] == "pulse" and "gaussian" not in method:
         files["weights_gaussian"] = f"resources/weights/{method['mapping']}.gaussian.pt"
     return files
 

@@ -29,6 +29,7 @@ rule measure:
             if k in ("enabled", "net", "batch_size")
         },
         identity=lambda wildcards: identity_options(config, wildcards.dataset),
+        eps_not_reached=config["measure"]["eps_not_reached"],
         code=code_digest(
             "pipeline.metrics",
             "pipeline.stages",

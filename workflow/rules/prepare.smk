@@ -116,6 +116,6 @@ rule downscale:
         mem_mb=1000,
         runtime=30,
     params:
-        code=code_digest("pipeline.resize", "pipeline.upscale.pulse"),
+        code=code_digest("pipeline.resize", "pipeline.resize_pulse"),
     script:
         "../scripts/downscale.py"

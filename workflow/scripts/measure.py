@@ -33,4 +33,5 @@ with job_log(snakemake.log[0]):
             lpips=lpips,
             identity=identity,
             device=device,
+            eps_not_reached=snakemake.params.eps_not_reached,
         )
