@@ -17,7 +17,8 @@ IMAGES = ("a", "b", "c")
 
 @pytest.fixture
 def shard(tmp_path: Path) -> dict[str, Path]:
-    """Three images: a reached eps, b missed it, c has no face and missed it too."""
+    """Three images: a reached eps, b missed it, c has no face (a scored centre crop) and
+    missed it too."""
     rng = np.random.default_rng(0)
     folders = {name: tmp_path / name for name in ("hr", "lr", "sr")}
     for folder in folders.values():
@@ -46,6 +47,7 @@ def shard(tmp_path: Path) -> dict[str, Path]:
             "path": [""] * 3,
             "status": ["ok", "ok", "fallback"],
             "reason": ["", "", ""],
+            "alignment": ["aligned", "aligned", "centre_crop"],
         }
     )
     write_parquet(tmp_path / "faces.parquet", faces)
@@ -65,15 +67,16 @@ def test_missed_eps_is_scored_but_left_out_and_counted(shard):
     assert table.loc["a", "status"] == "ok"
     assert table.loc["b", "status"] == stages.EPS_NOT_REACHED
     assert table.loc["b", "reason"] == "eps not reached (lowest L2 0.0123 > eps 0.002)"
-    assert table.loc["c", "status"] == "no_face"  # the face status comes first
+    assert table.loc["c", "status"] == stages.EPS_NOT_REACHED
+    assert table.loc["c", "alignment"] == "centre_crop"
     assert table[["psnr_y", "lr_psnr"]].notna().all().all()  # scored for the failures page
     summary = summarize(table.reset_index(), ["psnr_y"])
     row = summary.iloc[0]
-    assert row["n"] == 1 and row["excluded_reasons"] == "eps_not_reached:1;no_face:1"
+    assert row["n"] == 1 and row["excluded_reasons"] == "eps_not_reached:2"
 
 
 def test_scoring_missed_eps_is_a_switch(shard):
     table = measure(shard, "score").set_index("image_id")
-    assert list(table["status"]) == ["ok", "ok", "no_face"]
+    assert list(table["status"]) == ["ok", "ok", "ok"]
     with pytest.raises(ValueError, match="eps_not_reached must be one of"):
         measure(shard, "drop")

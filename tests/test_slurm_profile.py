@@ -33,13 +33,13 @@ REPO = TESTS.parent
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 FAKE_SLURM = TESTS / "fake_slurm"
 
-# The workflow's rules; `download`, `fetch_weights` and `all` run on the submitting host.
+# The workflow's rules; `download`, `fetch_weights`, `plan` and `all` run on the submitting host.
 WORKFLOW_RULES = {
-    "download", "fetch_weights", "fit_pulse_gaussian", "catalog", "detect_faces", "align",
+    "download", "fetch_weights", "plan", "fit_pulse_gaussian", "catalog", "detect_faces", "align",
     "downscale", "upscale", "measure", "merge_faces", "merge_metrics", "summarize", "report",
     "contact_sheet",
 }  # fmt: skip
-LOCAL_RULES = {"all", "download", "fetch_weights"}
+LOCAL_RULES = {"all", "download", "fetch_weights", "plan"}
 # Rules the tiny project does not need (it has no PULSE method).
 UNUSED_BY_TINY_PROJECT = {"fit_pulse_gaussian"}
 
