@@ -1,15 +1,13 @@
 # facebench: a reproducible benchmark for face super-resolution.
-# This file only loads and checks the config and includes the stages;
-# the rules live in workflow/rules/, their logic in the pipeline package.
-from snakemake.utils import min_version, validate
+# This file only loads the config and includes the stages; the rules live in
+# workflow/rules/, their logic in the pipeline package. common.smk checks the
+# config against workflow/schemas/config.schema.yaml and fills in its defaults.
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"

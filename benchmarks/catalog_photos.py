@@ -24,9 +24,9 @@ import PIL
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.datasets import celebahq, croppedyale, yale  # noqa: E402
+from pipeline.data.kinds import celebahq, croppedyale, yale  # noqa: E402
+from pipeline.data.sources import sha256_file, unpack  # noqa: E402
 from pipeline.io import write_json  # noqa: E402
-from pipeline.sources import sha256_file, unpack  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 SETS = {

@@ -8,7 +8,7 @@ default, cataloged with the repository's ``croppedyale`` kind):
    eye centres and the mouth centre (mean of points 48 and 54). The template is
    the largest square that fits (the image's full width), centred vertically on
    the median eye-mouth midpoint, rounded to whole pixels. Compared with
-   ``pipeline.datasets.croppedyale.TEMPLATE``.
+   ``pipeline.data.kinds.croppedyale.TEMPLATE``.
 2. **Face box.** A seeded sample of usable images, cut with the template to
    128 px: where HOG (identity's detection: upsample 0, then 1) boxes the face,
    as fractions of the image (median), and how far dlib's face descriptor moves
@@ -50,16 +50,20 @@ sys.path.insert(0, str(REPO))
 
 from _machine import cpu_name  # noqa: E402
 
-from pipeline import align as face_align  # noqa: E402
-from pipeline import dlib_models, stages  # noqa: E402
-from pipeline.aggregate import summarize  # noqa: E402
-from pipeline.config import alignment_options, identity_options, normalize  # noqa: E402
-from pipeline.datasets import croppedyale  # noqa: E402
-from pipeline.identity import ALIGNED_FACE_BOX, LANDMARK_MODELS  # noqa: E402
+from pipeline.data.kinds import croppedyale  # noqa: E402
+from pipeline.data.sources import unpack_archive  # noqa: E402
 from pipeline.io import load_rgb, write_json, write_parquet  # noqa: E402
-from pipeline.metrics import face_metrics  # noqa: E402
-from pipeline.sources import unpack_archive  # noqa: E402
-from pipeline.status import ALIGNED, DETECT, PREALIGNED  # noqa: E402
+from pipeline.measure.aggregate import summarize  # noqa: E402
+from pipeline.measure.catalogue import face_metrics  # noqa: E402
+from pipeline.measure.identity import ALIGNED_FACE_BOX, LANDMARK_MODELS  # noqa: E402
+from pipeline.measure.stage import measure  # noqa: E402
+from pipeline.prepare import align as face_align  # noqa: E402
+from pipeline.prepare import dlib_models  # noqa: E402
+from pipeline.prepare.detect import detect_face, detect_faces  # noqa: E402
+from pipeline.prepare.downscale import downscale  # noqa: E402
+from pipeline.upscale.stage import upscale  # noqa: E402
+from pipeline.vocabulary import ALIGNED, DETECT, PREALIGNED  # noqa: E402
+from pipeline.workflow import dataset_alignment, identity_options, load_config  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "croppedyale_alignment.json"
 DEFAULT_ARCHIVE = REPO.parent / "shared" / "mirror" / "CroppedYale.zip"
@@ -85,7 +89,7 @@ def measure_template(usable: pd.DataFrame) -> dict[str, Any]:
     frontal = usable[usable["categories"].map(lambda c: "lighting:frontal" in c)]
     eyes, mouths = [], []
     for path in frontal["path"]:
-        result = face_align.detect_face(load_rgb(path), "hog", upsample=1, fallback="none")
+        result = detect_face(load_rgb(path), "hog", upsample=1, fallback="none")
         if result.status == "ok":
             eyes.append(face_align.eye_centres(result.landmarks))
             mouths.append((result.landmarks[48] + result.landmarks[54]) / 2)
@@ -162,7 +166,7 @@ def measure_face_box(usable: pd.DataFrame, n: int, seed: int) -> dict[str, Any]:
 def _config(policy: str) -> dict[str, Any]:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["datasets"] = {"croppedyale": {**config["datasets"]["croppedyale"], "alignment": policy}}
-    return normalize(config)
+    return load_config(config)
 
 
 def measure_policies(usable: pd.DataFrame, work: Path, n: int, seed: int) -> dict[str, Any]:
@@ -176,39 +180,27 @@ def measure_policies(usable: pd.DataFrame, work: Path, n: int, seed: int) -> dic
         folder = work / "sample" / policy
         faces_path = folder / "faces.parquet"
         began = time.process_time()
-        faces = stages.detect_faces(
+        faces = detect_faces(
             manifest, "0000", n, config["datasets"]["croppedyale"]["detector"],
             config["prepare"]["multi_face"], config["prepare"]["no_face"], faces_path,
-            alignment=alignment_options(config, "croppedyale"),
+            alignment=dataset_alignment(config, "croppedyale"),
         )  # fmt: skip
         detect_seconds = (time.process_time() - began) / n
         identity = identity_options(config, "croppedyale")
-        identity.pop("enabled")
-        stages.align(faces_path, 128, folder / "aligned")
+        face_align.align(faces_path, 128, folder / "aligned")
         rows = []
         for lr, hr in TASKS:
             lr_dir, sr_dir = folder / f"lr{lr}", folder / f"sr{lr}"
-            stages.downscale(folder / "aligned", lr, "pil-bicubic", lr_dir)
+            downscale(folder / "aligned", lr, "pil-bicubic", lr_dir)
             method = {"arch": "interpolate", "filter": "bicubic", "seeds": [0], "batch_size": 16}
-            stages.upscale(lr_dir, hr, method, sr_dir)
-            keys = {
-                "dataset": "croppedyale", "method": "bicubic", "task": f"{lr}to{hr}",
-                "lr_size": lr, "hr_size": hr,
-            }  # fmt: skip
+            upscale(lr_dir, hr, method, sr_dir, device="cpu")
             rows.append(
-                stages.measure(
-                    faces_path,
-                    folder / "aligned",
-                    lr_dir,
-                    sr_dir,
-                    keys,
-                    [0],
-                    "pil-bicubic",
-                    crop_border=hr // lr,
-                    out=folder / f"metrics{lr}.parquet",
-                    identity=identity,
+                measure(
+                    faces_path, folder / "aligned", lr_dir, sr_dir, folder / f"metrics{lr}.parquet",
+                    dataset="croppedyale", method="bicubic", kernel="pil-bicubic", lr=lr, hr=hr,
+                    seeds=[0], crop_border=hr // lr, identity=identity, device="cpu",
                 )
-            )
+            )  # fmt: skip
         per_image = pd.concat(rows, ignore_index=True)
         summary = summarize(
             per_image, list(METRICS), group_cols=["task"], n_boot=200, face_metrics=face_metrics()

@@ -1,8 +1,8 @@
-"""Download throughput of pipeline.sources over a local HTTP server.
+"""Download throughput of pipeline.data.sources over a local HTTP server.
 
 Serves the two Yale mirror archives (``../shared/mirror``) from the fault-injecting
 server of ``tests/http_faults.py`` on 127.0.0.1 and downloads each one with
-``pipeline.sources.download`` (sha256 pinned, so each timing includes one full
+``pipeline.data.sources.download`` (sha256 pinned, so each timing includes one full
 hash pass): plainly, and with the connection dropped half way through (the
 client resumes with a Range request). Also times the sha256 pass alone and the
 unpacking of each archive. Loopback numbers measure the client's overhead, not
@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from http_faults import FaultServer  # noqa: E402
 
+from pipeline.data.sources import download, sha256_file, unpack_archive  # noqa: E402
 from pipeline.io import write_json  # noqa: E402
-from pipeline.sources import download, sha256_file, unpack_archive  # noqa: E402
 
 ARCHIVES = ("yalefaces.zip", "CroppedYale.zip")
 
@@ -143,7 +143,7 @@ def main() -> None:
     write_json(
         args.out,
         {
-            "what": "pipeline.sources.download over 127.0.0.1 (tests/http_faults.py server, "
+            "what": "pipeline.data.sources.download over 127.0.0.1 (tests/http_faults.py server, "
             "in its own process); "
             "MB = 1e6 bytes; each download time includes one sha256 pass over the file",
             "python": platform.python_version(),

@@ -7,7 +7,7 @@ Usage::
 
 ``PACKAGES`` holds unpacked npm packages (``<any>/package/package.json``), as
 ``npm pack <name>@<version>`` + ``tar -xzf`` make them: ``emoji-datasource``
-and any of the platform packages of ``pipeline.datasets.emoji.PLATFORMS``.
+and any of the platform packages of ``pipeline.data.kinds.emoji.PLATFORMS``.
 Each platform found is cataloged with the ``emoji`` kind (rendering vector
 sets at ``--size``, into a temporary folder unless ``--render-dir`` is given);
 the JSON has, per platform, the rows by status, the emoji it lacks and the
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.datasets.emoji import (
+from pipeline.data.kinds.emoji import (
     DEFAULT_SIZE,
     PLATFORMS,
     catalog,

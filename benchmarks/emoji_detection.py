@@ -1,7 +1,7 @@
 """Face detection rate on emoji, per platform and detection policy, and the best policy.
 
 For each emoji platform, a fixed seeded sample of its usable (status ``ok``)
-person and face emoji is run through ``pipeline.align.detect_face`` under every
+person and face emoji is run through ``pipeline.prepare.detect.detect_face`` under every
 policy of a grid (detector, upsample, pad, min_size). Per platform x policy the
 JSON records the detection rate (a face found = status ``ok``), the sample size,
 the seconds per image (wall clock and process CPU time; decoding not included),
@@ -60,9 +60,8 @@ sys.path.insert(0, str(REPO))
 
 from _machine import cpu_name, run_facts  # noqa: E402
 
-from pipeline import align  # noqa: E402
-from pipeline.datasets import catalog_dataset  # noqa: E402
-from pipeline.datasets.emoji import (  # noqa: E402
+from pipeline.data.kinds import catalog_dataset  # noqa: E402
+from pipeline.data.kinds.emoji import (  # noqa: E402
     DEFAULT_SIZE,
     PLATFORMS,
     find_packages,
@@ -70,6 +69,7 @@ from pipeline.datasets.emoji import (  # noqa: E402
     renderer_version,
 )
 from pipeline.io import load_rgb, write_json  # noqa: E402
+from pipeline.prepare import align, detect  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "emoji_detection.json"
 PLAUSIBLE_EYE_FRACTION = 0.15  # eye distance / image width above which a face is plausible
@@ -157,7 +157,7 @@ def sample_rows(manifest: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- measuring
 
 
-def eye_fraction(result: align.FaceResult, width: int) -> float | None:
+def eye_fraction(result: detect.FaceResult, width: int) -> float | None:
     """Eye distance of a found face as a fraction of the image width (None: no face)."""
     if result.status != "ok":
         return None
@@ -170,7 +170,7 @@ def run_policy(images: list[Image.Image], policy: Policy) -> list[dict[str, Any]
     records = []
     for image in images:
         wall, cpu = time.perf_counter(), time.process_time()
-        result = align.detect_face(image, fallback="none", **policy.options())
+        result = detect.detect_face(image, fallback="none", **policy.options())
         cpu = time.process_time() - cpu
         wall = time.perf_counter() - wall
         records.append(
@@ -210,9 +210,9 @@ def best_policy(per_policy: dict[str, dict[str, Any]]) -> str:
 
 def warm_up(image: Image.Image) -> None:
     """Load the dlib models and run each path once, so that no policy's time includes that."""
-    for detector in align.DETECTORS:
+    for detector in detect.DETECTORS:
         for upsample in (0, 1):
-            align.detect_face(image, detector=detector, upsample=upsample)
+            detect.detect_face(image, detector=detector, upsample=upsample)
 
 
 def measure_platform(name: str, manifest: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:

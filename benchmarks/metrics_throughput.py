@@ -1,8 +1,8 @@
 """Throughput of the per-image metrics at 128 px: image pairs scored per second.
 
-Metrics: ``psnr_y`` and ``ssim_y`` (``pipeline.metrics``, numpy, batched),
-``lpips_alex`` (``pipeline.perceptual``, batched; on CPU and, when present, on
-CUDA), ``identity`` (``pipeline.identity``, dlib on CPU: once with both
+Metrics: ``psnr_y`` and ``ssim_y`` (``pipeline.measure.quality``, numpy, batched),
+``lpips_alex`` (``pipeline.measure.perceptual``, batched; on CPU and, when present, on
+CUDA), ``identity`` (``pipeline.measure.identity``, dlib on CPU: once with both
 descriptors computed per pair, once with the ground truth's descriptor reused,
 as a measure stage that caches it per image would do).
 
@@ -39,8 +39,9 @@ sys.path.insert(0, str(REPO))
 
 from _machine import cpu_name, run_facts  # noqa: E402
 
-from pipeline import identity, metrics, perceptual  # noqa: E402
 from pipeline.io import write_json  # noqa: E402
+from pipeline.measure import identity, perceptual  # noqa: E402
+from pipeline.measure import quality as metrics  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 SIZE, LR = 128, 32

@@ -52,9 +52,10 @@ sys.path.insert(0, str(REPO))
 from _machine import cpu_name, run_facts  # noqa: E402
 from emoji_detection import Policy, catalog_platform, sample_rows  # noqa: E402
 
-from pipeline import align  # noqa: E402
-from pipeline.datasets.emoji import DEFAULT_SIZE, PLATFORMS  # noqa: E402
+from pipeline.data.kinds.emoji import DEFAULT_SIZE, PLATFORMS  # noqa: E402
+from pipeline.geometry import center_square_quad  # noqa: E402
 from pipeline.io import load_rgb, write_json  # noqa: E402
+from pipeline.prepare import align, detect  # noqa: E402
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 PHOTO_SETS = ("celeba_hq", "ffhq")
@@ -81,7 +82,7 @@ def measure(paths: list[Path], policy: Policy, label: str) -> dict[str, Any]:
         totals["decode"]["wall"] += wall
         totals["decode"]["cpu"] += cpu
         result, wall, cpu = clocked(
-            lambda image=image: align.detect_face(image, **policy.options())
+            lambda image=image: detect.detect_face(image, **policy.options())
         )
         totals["detect"]["wall"] += wall
         totals["detect"]["cpu"] += cpu
@@ -136,9 +137,9 @@ def best_policy(platform: str, study: Path) -> tuple[Policy, dict[str, Any]]:
 def warm_up() -> None:
     """Load the dlib models and run each code path once, outside the clock."""
     image = Image.new("RGB", (64, 64), (200, 180, 160))
-    for detector in align.DETECTORS:
-        align.detect_face(image, detector=detector, upsample=1, min_size=128)
-    align.align_face(image, align.center_square_quad(64, 64), ALIGNED_SIZE)
+    for detector in detect.DETECTORS:
+        detect.detect_face(image, detector=detector, upsample=1, min_size=128)
+    align.align_face(image, center_square_quad(64, 64), ALIGNED_SIZE)
 
 
 def markdown(figures: list[dict[str, Any]]) -> str:

@@ -86,9 +86,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _machine import cpu_name, run_facts  # noqa: E402
 
-from pipeline.aggregate import bootstrap_ci  # noqa: E402
 from pipeline.io import write_json  # noqa: E402
-from pipeline.resize_pulse import bicubic_downsample, to_uint8  # noqa: E402
+from pipeline.measure.aggregate import bootstrap_ci  # noqa: E402
+from pipeline.resize_pulse import bicubic_downsample, truncate_to_uint8  # noqa: E402
 from pipeline.upscale.pulse import (  # noqa: E402
     PulseStart,
     StepRecord,
@@ -402,10 +402,10 @@ def targets(
                 dlatents = F.leaky_relu(latent * gaussian["std"] + gaussian["mean"], 0.2)
                 images.append(((synthesis(dlatents, noise) + 1) / 2).clamp(0, 1))
         hr = torch.cat(images)
-        hr_uint8 = to_uint8(hr)
+        hr_uint8 = truncate_to_uint8(hr)
     with torch.no_grad():
         reduced = bicubic_downsample(hr, resolution // lr_size).clamp(0, 1)
-    lr_uint8 = torch.from_numpy(to_uint8(reduced)).permute(0, 3, 1, 2)
+    lr_uint8 = torch.from_numpy(truncate_to_uint8(reduced)).permute(0, 3, 1, 2)
     return lr_uint8.float().div(255).to(device), hr_uint8
 
 
@@ -416,7 +416,7 @@ def lpips_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, st
     if args.no_lpips:
         return None, "turned off (--no-lpips)"
     try:
-        from pipeline.perceptual import load_lpips
+        from pipeline.measure.perceptual import load_lpips
 
         return load_lpips("alex", features, linear, device), f"alex: {features}, {linear}"
     except (ImportError, OSError, ValueError) as exc:
@@ -439,9 +439,9 @@ def per_run(recorder: Any, eps: float, hr: np.ndarray, lpips: Any) -> dict[str, 
         "eps_reached": (mse.min(0).values <= eps).tolist(),
     }
     if lpips is not None:
-        from pipeline.perceptual import lpips_distance
+        from pipeline.measure.perceptual import lpips_distance
 
-        images = to_uint8(last)
+        images = truncate_to_uint8(last)
         references = np.repeat(hr[None], len(images), axis=0)
         values["lpips"] = lpips_distance(lpips, images, references, batch_size=8).tolist()
     return values

@@ -1,7 +1,7 @@
 """Size of a rendered report and how fast its pages load in headless Chromium.
 
 Opens the overview (``index.html``), the first page of every gallery and the
-failures page of a report folder with ``pipeline.report_check`` (Debian's
+failures page of a report folder with ``pipeline.report.browser`` (Debian's
 Chromium through Playwright), each ``--repeats`` times, and records the load
 time (navigation start to the ``load`` event, from disk, images included),
 console errors and failed or external requests. Saves full-page screenshots of
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from _machine import cpu_name  # noqa: E402
 
-from pipeline.report_check import open_browser  # noqa: E402
+from pipeline.report.browser import open_browser  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -3,7 +3,7 @@
 Measures each registered architecture at the size of its default checkpoint
 (random weights: speed does not depend on the values) on one device and
 merges the figures into ``pipeline/upscale/costs.json`` under that device's
-kind (``cpu`` or ``cuda``), which ``pipeline.plan`` reads:
+kind (``cpu`` or ``cuda``), which ``pipeline.upscale.plan`` reads:
 
 - ``interpolate``: Pillow bicubic; ``srresnet`` and ``srgan``: MSRResNet x4,
   64 features, 16 blocks (the OpenMMLab checkpoints); ``esrgan``: RRDBNet x4,
@@ -36,8 +36,8 @@ from _machine import cpu_name, run_facts  # noqa: E402
 from upscale_throughput import measure  # noqa: E402
 
 from pipeline.io import write_json  # noqa: E402
-from pipeline.plan import COSTS  # noqa: E402
 from pipeline.upscale import REGISTRY, build_method  # noqa: E402
+from pipeline.upscale.plan import COSTS  # noqa: E402
 
 LR, HR = 32, 128
 

@@ -1,110 +1,84 @@
-"""Checks and defaults for the workflow config beyond what the JSON schema can say."""
+"""The workflow config: its schema's defaults and checks, and what it says beyond them.
+
+Every key, its meaning and its default are declared once, in the JSON schema
+(``workflow/schemas/config.schema.yaml``); :func:`apply_schema` validates a
+config against it and fills in the defaults. :func:`normalize` adds what a
+schema cannot say: values derived from others (LPIPS's checkpoint names from
+its network, a data set's detector on top of ``prepare.detector``) and checks
+that involve several keys. What data set kinds, kernels and architectures
+accept is checked with their registries (``pipeline.workflow.load_config``).
+"""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from pipeline.upscale import check_method, weight_names
+import jsonschema
+import yaml
 
-# Options that only some data set kinds read; anything else is a config error.
-KIND_OPTIONS: dict[str, frozenset[str]] = {
-    "celebahq": frozenset(
-        {"split_rule", "split_seed", "splits", "attributes_file", "mapping_file", "partition_file"}
-    ),
-    "emoji": frozenset({"platform", "metadata", "size", "background", "subcategories"}),
-}
-DATASET_DEFAULTS: dict[str, Any] = {
-    "kind": "images",
-    "enabled": True,
-    "limit": None,
-    "split": "test",
-}
-DETECTOR_DEFAULTS: dict[str, Any] = {"kind": "hog", "upsample": 1, "pad": 0.0, "min_size": 0}
-CONTACT_SHEET_DEFAULTS: dict[str, Any] = {"columns": 8, "max_images": 64, "tile_size": 128}
-# Kernels that only reduce by whole factors.
-INTEGER_FACTOR_KERNELS = ("pulse-bicubic",)
-METHOD_DEFAULTS: dict[str, Any] = {"seeds": [0], "enabled": True, "batch_size": 16}
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
-    """A config value that is valid JSON-schema-wise but wrong for the benchmark."""
+    """A config value that is wrong for the benchmark; the message names the key."""
+
+
+@cache
+def _validator() -> Any:
+    """The schema's validator, extended to set each property's ``default`` before checking it
+    (the recipe of jsonschema's FAQ, which Snakemake's ``validate`` uses too)."""
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    base = jsonschema.validators.validator_for(schema)
+    check_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Any:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
+
+
+def apply_schema(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` validated against the schema, with its defaults filled in.
+
+    Raises ``ConfigError`` naming the first wrong key (``config: datasets.x: ...``).
+    """
+    out = copy.deepcopy(dict(config))
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(out))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise ConfigError(f"config: {where}: {error.message}")
+    return out
 
 
 def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy with defaults filled in for data sets, detectors and methods.
+    """:func:`apply_schema`, then the values derived from others and the checks across keys.
 
-    Raises ``ConfigError`` naming the key for anything the schema cannot check:
-    task sizes, architecture options, seeds of deterministic methods.
+    Derived: ``measure.lpips.features`` and ``linear`` default to
+    ``lpips_<net>_features`` and ``lpips_<net>_linear``; a data set's
+    ``detector`` is ``prepare.detector`` with the data set's own keys on top.
+    Raises ``ConfigError`` naming the key for task sizes, LR source sizes,
+    LPIPS checkpoints that ``weights`` lacks, and runs without an enabled data
+    set or method.
     """
-    out = copy.deepcopy(dict(config))
-    out.setdefault("shard_size", 500)
-    measure = {
-        "crop_border": "scale",
-        "gpu": True,
-        "eps_not_reached": "exclude",
-        **out.get("measure", {}),
-    }
-    lpips = {"enabled": True, "net": "alex", "batch_size": 32, **measure.get("lpips", {})}
+    out = apply_schema(config)
+    lpips = out["measure"]["lpips"]
     lpips.setdefault("features", f"lpips_{lpips['net']}_features")
     lpips.setdefault("linear", f"lpips_{lpips['net']}_linear")
-    identity = {"enabled": True, "fallback": "aligned_box", "landmarks": 5, "upsample": None}
-    measure["lpips"] = lpips
-    measure["identity"] = {**identity, **measure.get("identity", {})}
-    out["measure"] = measure
-    out["summary"] = {"bootstrap_samples": 1000, "seed": 0, **out.get("summary", {})}
-    out["report"] = {
-        "page_size": 24,
-        "max_images_per_category": None,
-        "seeds_shown": 4,
-        "title": "facebench report",
-        **out.get("report", {}),
-    }
-    out.setdefault("gpu_lock_dir", None)
-    out.setdefault("without_cuda", "skip")
-    out["pulse_gaussian"] = {"samples": 1_000_000, "seed": 0, **out.get("pulse_gaussian", {})}
-    prepare = out.setdefault("prepare", {})
-    prepare["detector"] = {**DETECTOR_DEFAULTS, **prepare.get("detector", {})}
-    prepare.setdefault("multi_face", "largest")
-    prepare.setdefault("no_face", "center_crop")
-    prepare.setdefault("lr_source_size", None)
-    prepare["contact_sheet"] = {**CONTACT_SHEET_DEFAULTS, **prepare.get("contact_sheet", {})}
-    from pipeline.datasets import default_alignment  # deferred: imports every kind
-
-    for name, dataset in out["datasets"].items():
-        merged = {**DATASET_DEFAULTS, **dataset}
-        merged["detector"] = {**prepare["detector"], **dataset.get("detector", {})}
-        merged.setdefault("alignment", default_alignment(merged["kind"]))
-        for kind, keys in KIND_OPTIONS.items():
-            misplaced = sorted(keys & set(dataset)) if merged["kind"] != kind else []
-            if misplaced:
-                raise ConfigError(
-                    f"datasets.{name}.{misplaced[0]}: only data sets of kind {kind!r} take it "
-                    f"(this one is {merged['kind']!r})"
-                )
-        out["datasets"][name] = merged
+    for dataset in out["datasets"].values():
+        dataset["detector"] = {**out["prepare"]["detector"], **dataset.get("detector", {})}
     _check_tasks("tasks", out["tasks"])
     for name, dataset in out["datasets"].items():
-        if dataset["kind"] == "emoji" and "platform" not in dataset:
-            raise ConfigError(f"datasets.{name}.platform: required for kind 'emoji'")
         if "tasks" in dataset:
             _check_tasks(f"datasets.{name}.tasks", dataset["tasks"])
     _check_lr_sources(out)
-    out.setdefault("weights", {})
-    for name, method in out["methods"].items():
-        merged = {**METHOD_DEFAULTS, **method}
-        try:
-            check_method(name, merged)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        for slot, weights in weight_names(merged).items():
-            if weights not in out["weights"]:
-                raise ConfigError(
-                    f"methods.{name}.{slot}: no checkpoint named {weights!r} in `weights` "
-                    f"(known: {sorted(out['weights'])})"
-                )
-        out["methods"][name] = merged
     if lpips["enabled"]:
         for key in ("features", "linear"):
             if lpips[key] not in out["weights"]:
@@ -139,74 +113,28 @@ def lr_source_size(config: Mapping[str, Any], task: Mapping[str, int]) -> int:
     return config["prepare"].get("lr_source_size") or task["hr"]
 
 
-def _check_lr_sources(config: Mapping[str, Any]) -> None:
-    tasks = [
+def all_tasks(config: Mapping[str, Any]) -> list[tuple[str, dict[str, int]]]:
+    """Every task of the config with its key: the global ones and each data set's own."""
+    return [
         (f"datasets.{name}.tasks", task)
         for name, dataset in config["datasets"].items()
         for task in dataset.get("tasks") or []
     ] + [("tasks", task) for task in config["tasks"]]
-    for key, task in tasks:
+
+
+def _check_lr_sources(config: Mapping[str, Any]) -> None:
+    for key, task in all_tasks(config):
         source = lr_source_size(config, task)
         if source <= task["lr"]:
             raise ConfigError(
                 f"prepare.lr_source_size: {source} must be larger than the lr size "
                 f"{task['lr']} of {key}"
             )
-        for kernel in set(config["kernels"]) & set(INTEGER_FACTOR_KERNELS):
-            if source % task["lr"]:
-                raise ConfigError(
-                    f"kernels: {kernel} reduces only by whole factors, but {key} makes "
-                    f"{task['lr']} px inputs from {source} px faces"
-                )
 
 
 def dataset_tasks(config: Mapping[str, Any], name: str) -> list[dict[str, int]]:
     """The tasks of one data set: its own ``tasks`` if set, else the global ones."""
     return config["datasets"][name].get("tasks") or config["tasks"]
-
-
-def alignment_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """How data set ``name`` is framed: ``{"policy", "template"}`` for the detection stage.
-
-    ``template`` is the kind's :class:`pipeline.align.Template` as plain values
-    (``Template.as_dict``) under ``prealigned``, None under ``detect``; being a
-    rule param, a changed template reruns what depends on it.
-    """
-    from pipeline.datasets import template_of
-    from pipeline.status import PREALIGNED
-
-    dataset = config["datasets"][name]
-    policy = dataset["alignment"]
-    template = template_of(dataset["kind"]).as_dict() if policy == PREALIGNED else None
-    return {"policy": policy, "template": template}
-
-
-def identity_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """``measure.identity`` for data set ``name``: a prealigned set whose template knows
-    where HOG boxes its faces uses that box when no face is found (``aligned_box``)."""
-    identity = dict(config["measure"]["identity"])
-    template = alignment_options(config, name)["template"]
-    if template and template.get("face_box") is not None:
-        identity["aligned_box"] = list(template["face_box"])
-    return identity
-
-
-def effective_source(source: Mapping[str, Any]) -> dict[str, Any]:
-    """The source a fetch uses: a local ``path`` overrides ``npm``, which overrides a
-    ``url``, which overrides a Google Drive file (``gdrive``, checkpoints only).
-
-    Several kinds appear when an override is merged onto a default: a local
-    copy or a mirror URL given on top of a default then wins.
-    """
-    if "path" in source:
-        keys: tuple[str, ...] = ("path", "sha256")
-    elif "npm" in source:
-        keys = ("npm", "version", "registry", "sha256")
-    elif "url" in source:
-        keys = ("url", "sha256")
-    else:
-        keys = ("gdrive", "sha256")
-    return {key: source[key] for key in keys if key in source}
 
 
 def crop_border(setting: int | str, lr: int, hr: int) -> int:

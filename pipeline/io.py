@@ -8,18 +8,22 @@ leaves a half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+# Bytes read at a time when hashing a file.
+_HASH_CHUNK = 1 << 20
 
 
 class InputError(ValueError):
@@ -163,3 +167,39 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_animation(
+    frames: Sequence[np.ndarray], path: str | os.PathLike[str], duration_ms: int = 100
+) -> None:
+    """Write uint8 (H, W, 3) frames as an animated GIF or WebP, atomically.
+
+    The format follows the suffix (``.gif`` or ``.webp``, lossless); loops forever.
+    """
+    path = Path(path)
+    formats = {".gif": "GIF", ".webp": "WEBP"}
+    if path.suffix.lower() not in formats:
+        raise ValueError(f"{path}: animation must end in .gif or .webp")
+    if not frames:
+        raise ValueError(f"{path}: no frames to write")
+    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
+    options: dict[str, Any] = {"lossless": True} if path.suffix.lower() == ".webp" else {}
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp,
+            format=formats[path.suffix.lower()],
+            save_all=True,
+            append_images=images[1:],
+            duration=duration_ms,
+            loop=0,
+            **options,
+        )

@@ -2,45 +2,111 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+PACKAGE = Path(__file__).resolve().parent
+# Job glue that only logs: it changes no result, so no digest covers it.
+NOT_CODE = frozenset({"pipeline.smk"})
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of ``pipeline`` module ``name`` (``pipeline.x.y``), or None if none."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE.name:
+        return None
+    base = PACKAGE.joinpath(*parts[1:])
+    for candidate in (base / "__init__.py", base.with_name(base.name + ".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def file_imports(path: str | Path, module: str | None = None) -> tuple[str, ...]:
+    """The ``pipeline`` modules a Python file imports, anywhere in it (functions included).
+
+    Read from the source, nothing is imported. ``from pipeline.x import y``
+    counts as ``pipeline.x.y`` when ``y`` is a module, else as ``pipeline.x``.
+    ``module`` is the file's own module name, for relative imports.
+    """
+    path = Path(path)
+    package = (module or "").split(".")
+    if module and path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if module_file(sub) else base)
+    return tuple(sorted(n for n in found if module_file(n) is not None))
+
+
+@cache
+def module_imports(name: str) -> tuple[str, ...]:
+    """The ``pipeline`` modules module ``name`` imports (see :func:`file_imports`)."""
+    path = module_file(name)
+    if path is None:
+        raise ModuleNotFoundError(f"no module named {name!r} in {PACKAGE}")
+    return file_imports(path, name)
+
+
+def import_closure(*modules: str) -> list[str]:
+    """``modules``, what they import, what that imports..., and the packages above each
+    (importing ``pipeline.a.b`` runs ``pipeline/a/__init__.py``), sorted; ``NOT_CODE`` left out.
+
+    Modules an import names only at run time (the upscale registry loads its
+    architectures by name) are not found here: callers add them.
+    """
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen or name in NOT_CODE:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += module_imports(name)
+    return sorted(seen)
+
 
 @cache
 def code_digest(*modules: str) -> str:
-    """Short SHA-256 over the source files of the named modules (or packages).
+    """Short SHA-256 over the source of ``modules`` and of everything they import.
 
     Rules pass this as a param so that editing the code a stage runs reruns
-    that stage, and editing an unrelated module does not.
+    that stage, and editing any other module does not. It covers each module's
+    name and bytes (not where the checkout lies), in the order of the names.
     """
     digest = hashlib.sha256()
-    for name in sorted(modules):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError(f"code_digest: no module named {name!r}")
-        origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        for path in files:
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for name in import_closure(*modules):
+        path = module_file(name)
+        assert path is not None  # import_closure found it
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def data_digest(package: str, folder: str) -> str:
-    """Short SHA-256 over the files of a package's data folder (templates, CSS), or one file.
+def data_digest(relative: str) -> str:
+    """Short SHA-256 over the files of a data folder of the package (templates), or one file.
 
-    The companion of ``code_digest`` for what a stage reads besides Python code.
+    ``relative`` is the folder's or file's path inside ``pipeline/``. The
+    companion of ``code_digest`` for what a stage reads besides Python code.
     """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"data_digest: no package named {package!r}")
-    root = Path(next(iter(spec.submodule_search_locations))) / folder
+    root = PACKAGE / relative
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     if not files:
         raise FileNotFoundError(f"data_digest: {root} holds no files")

@@ -197,6 +197,10 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+# Kernels that only reduce by whole factors (the config check refuses other tasks for them).
+WHOLE_FACTOR_KERNELS = ("pulse-bicubic",)
+
+
 def downscale(image: np.ndarray, size: int, kernel: str) -> np.ndarray:
     """Downscale a uint8 RGB image (H, W, 3) to ``size`` x ``size`` with a declared kernel."""
     if kernel not in KERNELS:

@@ -72,7 +72,7 @@ def bicubic_downsample(images: torch.Tensor, factor: int, padding: str = "reflec
     return F.conv2d(x, columns, stride=(1, factor), groups=channels)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
+def truncate_to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) float [0, 1] -> (N, H, W, 3) uint8 as PULSE saves images.
 
     Clamped to [0, 1], multiplied by 255 in float32 and *truncated*: torchvision's
@@ -106,8 +106,8 @@ def pulse_downscale(image: np.ndarray, size: int) -> np.ndarray:
     """Make an LR input exactly as PULSE's ``align_face.py``: uint8 (H, W, 3) -> (size, size, 3).
 
     :func:`pulse_reduce`, then clamp to [0, 1] and truncation to 8 bits
-    (:func:`to_uint8`). PULSE ran the filter on CUDA and this runs it on the CPU:
+    (:func:`truncate_to_uint8`). PULSE ran the filter on CUDA and this runs it on the CPU:
     float32 kernels may differ in the last bit, which changes a pixel by one level
     only where ``255 * value`` lands within that bit of an integer.
     """
-    return to_uint8(pulse_reduce(image, size))[0]
+    return truncate_to_uint8(pulse_reduce(image, size))[0]

@@ -1,4 +1,5 @@
-"""Splitting a data set's manifest into shards: the unit of work of per-image jobs.
+"""Splitting a data set's manifest into shards, the unit of work of per-image jobs, and
+merging the shards' tables back.
 
 Shards keep the number of jobs per stage small for large sets (30,000 images
 make 60 jobs at the default 500 per shard, not 30,000).
@@ -7,9 +8,12 @@ make 60 jobs at the default 500 per shard, not 30,000).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from pipeline.io import write_parquet
 
 
 def shard_name(index: int) -> str:
@@ -35,3 +39,11 @@ def select_shard(manifest: pd.DataFrame, shard: str | int, shard_size: int) -> p
     if index < 0 or index >= shard_count(len(ordered), shard_size):
         raise IndexError(f"shard {shard} out of range for {len(ordered)} images")
     return ordered.iloc[index * shard_size : (index + 1) * shard_size].reset_index(drop=True)
+
+
+def merge_tables(parts: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
+    """Concatenate per-shard parquet tables (in the given order) into one: the merge stages."""
+    frames = [pd.read_parquet(path) for path in parts]
+    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_parquet(out, merged)
+    return merged

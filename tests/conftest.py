@@ -174,16 +174,18 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]
     return workdir, time.perf_counter() - began
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in ``workdir`` with its ``config.yaml``."""
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, repo: Path = REPO
+) -> subprocess.CompletedProcess:
+    """Run the workflow of ``repo`` (this repository) in ``workdir`` with its ``config.yaml``."""
     command = [
         *SNAKEMAKE,
-        "--snakefile", str(REPO / "Snakefile"),
+        "--snakefile", str(repo / "Snakefile"),
         "--directory", str(workdir),
         "--configfile", str(workdir / "config.yaml"),
         *args,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(repo)}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(

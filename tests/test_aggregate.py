@@ -1,4 +1,4 @@
-"""Tests for pipeline.aggregate: bootstrap CI, exclusion accounting, Markdown table."""
+"""Tests for pipeline.measure.aggregate: bootstrap CI, exclusion accounting, Markdown table."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import aggregate as A
-from pipeline.aggregate import bootstrap_ci, summarize, to_markdown
+from pipeline.measure import aggregate as A
+from pipeline.measure.aggregate import bootstrap_ci, summarize, to_markdown
 
 SUMMARY_COLUMNS = [
     "dataset",

@@ -1,4 +1,4 @@
-"""Tests for pipeline.align (dlib detection, FFHQ quad, alignment) and pipeline.dlib_models."""
+"""Tests for pipeline.prepare (dlib detection, FFHQ quad, alignment) and its dlib models."""
 
 from __future__ import annotations
 
@@ -13,18 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import dlib_models
-from pipeline.align import (
-    FaceResult,
-    align_face,
-    center_square_quad,
-    detect_face,
-    eye_centres,
-    ffhq_quad,
-    map_to_aligned,
-    template_eye_positions,
-)
+from pipeline.geometry import center_square_quad, map_to_aligned
 from pipeline.io import load_rgb, write_parquet
+from pipeline.prepare import dlib_models
+from pipeline.prepare.align import align_face, eye_centres, ffhq_quad, template_eye_positions
+from pipeline.prepare.detect import FaceResult, detect_face
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -388,7 +381,7 @@ def test_configured_folder_and_file_take_precedence(tmp_path: Path) -> None:
 def test_locating_models_does_not_import_the_package() -> None:
     code = (
         "import sys\n"
-        "from pipeline.dlib_models import model_path, SHAPE_68\n"
+        "from pipeline.prepare.dlib_models import model_path, SHAPE_68\n"
         "path = model_path(SHAPE_68)\n"
         "assert 'face_recognition_models' in str(path), path\n"
         "assert 'face_recognition_models' not in sys.modules\n"

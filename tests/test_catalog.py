@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import make_image_folder
 
-from pipeline.catalog import build_manifest, image_id_for
+from pipeline.data.kinds.images import build_manifest, image_id_for
 from pipeline.io import InputError
 from pipeline.shards import select_shard, shard_count
 

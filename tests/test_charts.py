@@ -1,4 +1,4 @@
-"""Static SVG charts of the report (pipeline.charts) on small synthetic tables."""
+"""Static SVG charts of the report (pipeline.report.charts) on small synthetic tables."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.aggregate import summarize
-from pipeline.charts import Chart, make_charts, method_styles
+from pipeline.measure.aggregate import summarize
+from pipeline.report.charts import Chart, make_charts, method_styles
 
 SVG = "{http://www.w3.org/2000/svg}"
 DATASETS = ("celeba_hq", "ffhq")

@@ -6,16 +6,13 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
-from pipeline.align import CENTRE_SQUARE, Template
-from pipeline.config import (
-    ConfigError,
-    alignment_options,
-    crop_border,
-    effective_source,
-    identity_options,
-    normalize,
-)
-from pipeline.datasets import croppedyale
+from pipeline.config import SCHEMA, ConfigError, apply_schema, crop_border, normalize
+from pipeline.data.kinds import KINDS, croppedyale
+from pipeline.data.sources import effective_source
+from pipeline.geometry import CENTRE_SQUARE, Template
+from pipeline.measure.perceptual import NETS
+from pipeline.resize import KERNELS
+from pipeline.workflow import dataset_alignment, identity_options, load_config
 
 BASE = {
     "run_name": "t",
@@ -112,7 +109,7 @@ def test_lpips_needs_its_checkpoints_and_methods_theirs():
         normalize({**BASE, "measure": {}})
     esrgan = {"arch": "esrgan", "weights": "absent"}
     with pytest.raises(ConfigError, match=r"methods\.sr\.weights: no checkpoint named 'absent'"):
-        normalize({**BASE, "methods": {"sr": esrgan}})
+        load_config({**BASE, "methods": {"sr": esrgan}})
 
 
 def test_source_precedence_path_npm_url():
@@ -132,8 +129,8 @@ def test_lr_source_size_must_exceed_every_lr() -> None:
 def test_whole_factor_kernel_rejects_fractional_reductions() -> None:
     config = {**BASE, "kernels": ["pulse-bicubic"], "tasks": [{"lr": 24, "hr": 128}]}
     with pytest.raises(ConfigError, match="pulse-bicubic reduces only by whole factors"):
-        normalize(config)
-    normalize({**config, "prepare": {"lr_source_size": 96}})  # 96 / 24 = 4
+        load_config(config)
+    load_config({**config, "prepare": {"lr_source_size": 96}})  # 96 / 24 = 4
 
 
 def test_detector_and_contact_sheet_defaults() -> None:
@@ -143,20 +140,15 @@ def test_detector_and_contact_sheet_defaults() -> None:
 
 
 def test_default_config_validates_with_every_weights_source_kind():
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
-    schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    validate(config, schema)
-    methods = normalize(config)["methods"]
+    methods = load_config(config)["methods"]
     assert {"bicubic", "srresnet", "srgan", "esrgan", "pulse"} <= set(methods)
     assert len(methods["pulse"]["seeds"]) >= 2
     assert config["weights"]["pulse_synthesis"] == {"gdrive": "1TCViX1YpQyRsklTVYEJwdbmK91vklCo8"}
     for wrong in ({"gdrive": "not/an id"}, {"npm": "x", "version": "1.0.0"}, {"sha256": "a" * 64}):
         broken = {**config, "weights": {**config["weights"], "pulse_synthesis": wrong}}
-        with pytest.raises(WorkflowError):
-            validate(broken, schema)
+        with pytest.raises(ConfigError, match=r"weights\.pulse_synthesis"):
+            apply_schema(broken)
 
 
 def test_alignment_policy_defaults_by_kind_and_can_be_overridden() -> None:
@@ -170,7 +162,7 @@ def test_alignment_policy_defaults_by_kind_and_can_be_overridden() -> None:
         },
         "ffhq": {"source": {"path": "/data/ffhq"}, "alignment": "prealigned"},
     }
-    config = normalize({**BASE, "datasets": datasets})
+    config = load_config({**BASE, "datasets": datasets})
     policies = {name: d["alignment"] for name, d in config["datasets"].items()}
     assert policies == {
         "faces": "detect",
@@ -178,13 +170,49 @@ def test_alignment_policy_defaults_by_kind_and_can_be_overridden() -> None:
         "yaleb_detected": "detect",
         "ffhq": "prealigned",
     }
-    assert alignment_options(config, "faces") == {"policy": "detect", "template": None}
-    yaleb = alignment_options(config, "yaleb")
+    assert dataset_alignment(config, "faces") == {"policy": "detect", "template": None}
+    yaleb = dataset_alignment(config, "yaleb")
     assert Template.from_dict(yaleb["template"]) == croppedyale.TEMPLATE
     # A kind without a template of its own is used through its largest centred square.
-    ffhq = alignment_options(config, "ffhq")["template"]
+    ffhq = dataset_alignment(config, "ffhq")["template"]
     assert Template.from_dict(ffhq) == CENTRE_SQUARE
     # Identity falls back to the box HOG puts on the template's crops, where it knows one.
     assert identity_options(config, "yaleb")["aligned_box"] == list(croppedyale.TEMPLATE.face_box)
     assert "aligned_box" not in identity_options(config, "faces")
     assert "aligned_box" not in identity_options(config, "ffhq")
+
+
+def test_a_data_sets_detector_keys_override_prepare_detector_and_nothing_else() -> None:
+    datasets = {"faces": {"source": {"path": "/p"}, "detector": {"kind": "cnn"}}}
+    config = normalize(
+        {**BASE, "datasets": datasets, "prepare": {"detector": {"upsample": 0, "pad": 0.25}}}
+    )
+    assert config["datasets"]["faces"]["detector"] == {
+        "kind": "cnn",
+        "upsample": 0,
+        "pad": 0.25,
+        "min_size": 0,
+    }
+
+
+def test_schema_defaults_fill_what_the_config_leaves_out() -> None:
+    config = apply_schema(BASE)
+    assert config["shard_size"] == 500 and config["without_cuda"] == "skip"
+    assert config["methods"]["bicubic"] == {
+        "arch": "interpolate",
+        "seeds": [0],
+        "enabled": True,
+        "batch_size": 16,
+    }
+    assert config["measure"]["identity"]["fallback"] == "aligned_box"
+    with pytest.raises(ConfigError, match=r"config: shard_size: 0 is less than the minimum"):
+        apply_schema({**BASE, "shard_size": 0})
+
+
+def test_the_schema_names_what_the_code_knows() -> None:
+    """Kernels, data set kinds and LPIPS networks: the schema's enums are the registries'."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert set(schema["properties"]["kernels"]["items"]["enum"]) == set(KERNELS)
+    assert set(schema["$defs"]["dataset"]["properties"]["kind"]["enum"]) == set(KINDS)
+    lpips = schema["properties"]["measure"]["properties"]["lpips"]["properties"]["net"]["enum"]
+    assert set(lpips) == set(NETS)

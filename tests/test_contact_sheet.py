@@ -11,8 +11,10 @@ import pytest
 from PIL import Image
 from test_align import synthetic_landmarks
 
-from pipeline import align as face_align
-from pipeline.contact_sheet import (
+from pipeline import geometry
+from pipeline.io import InputError, save_png
+from pipeline.prepare import align as face_align
+from pipeline.prepare.contact_sheet import (
     DETECTED_COLOUR,
     FALLBACK_COLOUR,
     GAP,
@@ -23,7 +25,6 @@ from pipeline.contact_sheet import (
     contact_sheet,
     pick_rows,
 )
-from pipeline.io import InputError, save_png
 
 SIZE = 128
 
@@ -34,7 +35,7 @@ ALIGNMENT_OF = {"ok": "aligned", "fallback": "centre_crop"}
 def face_row(image_id: str, status: str = "ok") -> dict:
     alignment = ALIGNMENT_OF.get(status)
     if status != "ok":
-        quad = face_align.center_square_quad(200, 200)
+        quad = geometry.center_square_quad(200, 200)
         return {
             "image_id": image_id,
             "status": status,
@@ -141,7 +142,7 @@ def test_tables_without_alignment_derive_it_from_status(shard, tmp_path: Path) -
 
 def test_prealigned_tiles_are_framed_blue_with_the_template_eyes(tmp_path: Path) -> None:
     """A prealigned tile: blue frame, the template's eyes as crosses, detected eyes as dots."""
-    template = face_align.Template(
+    template = geometry.Template(
         "demo", (200, 240), left=0, top=20, side=200, eyes=((60.0, 90.0), (140.0, 90.0))
     )
     quad = template.quad(200, 240)

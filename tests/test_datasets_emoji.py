@@ -23,8 +23,8 @@ from emoji_packages import (
 )
 from PIL import Image
 
-from pipeline.datasets import KINDS, catalog_dataset
-from pipeline.datasets.emoji import (
+from pipeline.data.kinds import KINDS, catalog_dataset
+from pipeline.data.kinds.emoji import (
     PLATFORMS,
     catalog,
     code_keys,
@@ -34,7 +34,7 @@ from pipeline.datasets.emoji import (
     parse_background,
     render_svg,
 )
-from pipeline.datasets.emoji_categories import RULES, name_categories, skin_tones
+from pipeline.data.kinds.emoji_categories import RULES, name_categories, skin_tones
 from pipeline.io import InputError, write_parquet
 
 

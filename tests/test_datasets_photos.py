@@ -1,4 +1,4 @@
-"""Catalogs of the photo sets: Yale, Cropped Extended Yale B, CelebA-HQ (pipeline.datasets).
+"""Catalogs of the photo sets: Yale, Cropped Extended Yale B, CelebA-HQ (pipeline.data.kinds).
 
 The two Yale sets are read from the upstream-layout archives in ../shared/mirror;
 CelebA-HQ's CelebAMask-HQ layout is made here, and its plain-folder form is read
@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.catalog import MANIFEST_COLUMNS
-from pipeline.datasets import KINDS, catalog_dataset, celebahq, croppedyale, yale
+from pipeline.data.kinds import KINDS, catalog_dataset, celebahq, croppedyale, yale
+from pipeline.data.sources import unpack
 from pipeline.io import InputError, load_rgb, write_parquet
-from pipeline.sources import unpack
+from pipeline.vocabulary import MANIFEST_COLUMNS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 YALE_ZIP = SHARED / "mirror" / "yalefaces.zip"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline import stages
-from pipeline.aggregate import summarize
 from pipeline.io import save_png
+from pipeline.measure.aggregate import summarize
+from pipeline.measure.stage import measure
+from pipeline.upscale.stage import upscale
+from pipeline.vocabulary import SKIPPED_NO_CUDA
 
 PULSE = {"arch": "pulse", "seeds": [1, 2], "batch_size": 4, "synthesis_path": "/nonexistent"}
 
@@ -31,29 +33,31 @@ def make_shard(root, ids=("a", "b")):
 def test_skipped_without_cuda_then_measured_and_counted(tmp_path):
     make_shard(tmp_path)
     # The checkpoint paths are never opened: nothing is built.
-    facts = stages.upscale(
-        tmp_path / "lr", 32, PULSE, tmp_path / "sr", device="cpu", skip_without_cuda=True
-    )
+    facts = upscale(tmp_path / "lr", 32, PULSE, tmp_path / "sr", device="cpu", without_cuda="skip")
     assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == ["facts.parquet"]
-    assert len(facts) == 4 and (facts["status"] == stages.SKIPPED_NO_CUDA).all()
+    assert len(facts) == 4 and (facts["status"] == SKIPPED_NO_CUDA).all()
     assert facts["reason"].str.contains("without_cuda: run").all()
 
-    table = stages.measure(
+    table = measure(
         tmp_path / "faces.parquet",
         tmp_path / "hr",
         tmp_path / "lr",
         tmp_path / "sr",
-        {"dataset": "d", "method": "pulse", "task": "8to32", "lr_size": 8, "hr_size": 32},
-        seeds=[1, 2],
+        tmp_path / "table.parquet",
+        dataset="d",
+        method="pulse",
         kernel="pil-bicubic",
+        lr=8,
+        hr=32,
+        seeds=[1, 2],
         crop_border=4,
-        out=tmp_path / "table.parquet",
+        device="cpu",
     )
-    assert (table["status"] == stages.SKIPPED_NO_CUDA).all()
+    assert (table["status"] == SKIPPED_NO_CUDA).all()
     assert table["psnr_y"].isna().all()
     summary = summarize(table, ["psnr_y"], n_boot=10)
     assert summary.loc[0, "n"] == 0
-    assert summary.loc[0, "excluded_reasons"] == f"{stages.SKIPPED_NO_CUDA}:4"
+    assert summary.loc[0, "excluded_reasons"] == f"{SKIPPED_NO_CUDA}:4"
 
 
 def test_a_cuda_device_is_not_skipped(tmp_path):
@@ -61,9 +65,7 @@ def test_a_cuda_device_is_not_skipped(tmp_path):
     # On "cuda" the method is built: here that fails on the missing checkpoint,
     # which shows that nothing was skipped.
     try:
-        stages.upscale(
-            tmp_path / "lr", 32, PULSE, tmp_path / "sr", device="cuda:0", skip_without_cuda=True
-        )
+        upscale(tmp_path / "lr", 32, PULSE, tmp_path / "sr", device="cuda:0", without_cuda="skip")
     except Exception as exc:  # the build's own error, whatever the machine
         assert "skipped" not in str(exc)
     else:

@@ -1,4 +1,4 @@
-"""Tests for pipeline.identity: dlib face descriptors on real faces at the benchmark's 128 px."""
+"""Tests for pipeline.measure.identity: dlib face descriptors on real faces at 128 px."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from pipeline import dlib_models
-from pipeline import identity as ID
+from pipeline.measure import identity as ID
+from pipeline.prepare import dlib_models
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FFHQ = SHARED / "data" / "ffhq"

@@ -1,4 +1,4 @@
-"""Tests for pipeline.metrics: closed-form cases, independent SSIM, skimage agreement."""
+"""Tests for pipeline.measure.quality: closed-form cases, independent SSIM, skimage agreement."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from pipeline import metrics as M
+from pipeline.measure import quality as M
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FACE = SHARED / "data" / "other_faces" / "public_domain" / "astronaut_eileen_collins.png"
@@ -311,10 +311,3 @@ def test_batched_variants_match_single(
         assert mses[i] == pytest.approx(M.mse(imgs[i], refs[i], crop), abs=1e-15)
     with pytest.raises(ValueError, match="N x H x W x 3"):
         M.psnr_batch(imgs[0], refs[0], 0)
-
-
-def test_the_catalogue_declares_which_metrics_need_a_face() -> None:
-    assert M.face_metrics() == ("identity_distance",)
-    identity = M.METRIC_CONVENTIONS["identity_distance"]
-    assert str(identity).startswith(identity.text) and "centre crops left out" in str(identity)
-    assert str(M.METRIC_CONVENTIONS["psnr_y"]) == M.METRIC_CONVENTIONS["psnr_y"].text

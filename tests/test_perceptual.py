@@ -1,4 +1,4 @@
-"""Tests for pipeline.perceptual: LPIPS built offline reproduces the published examples."""
+"""Tests for pipeline.measure.perceptual: LPIPS built offline reproduces the published examples."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from PIL import Image
 torch = pytest.importorskip("torch", reason="LPIPS needs torch")
 pytest.importorskip("lpips", reason="LPIPS needs the lpips package")
 
-from pipeline import perceptual as P  # noqa: E402 (after the import guards)
 from pipeline.io import InputError  # noqa: E402
+from pipeline.measure import perceptual as P  # noqa: E402 (after the import guards)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "weights"

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.config import normalize
-from pipeline.plan import (
+from pipeline.upscale import REGISTRY
+from pipeline.upscale.plan import (
     COSTS,
     estimate,
     load_costs,
@@ -18,7 +18,7 @@ from pipeline.plan import (
     skip_reasons,
     write_plan,
 )
-from pipeline.upscale import REGISTRY
+from pipeline.workflow import load_config
 
 CONFIG = {
     "run_name": "t",
@@ -53,7 +53,7 @@ COSTS_CPU = {
 
 @pytest.fixture
 def config():
-    return normalize(CONFIG)
+    return load_config(CONFIG)
 
 
 def test_items_are_images_times_tasks_kernels_and_seeds(config):

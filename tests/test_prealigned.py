@@ -11,18 +11,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import stages
-from pipeline.align import (
-    CENTRE_SQUARE,
-    Template,
-    align_face,
-    center_square_quad,
-    eye_centres,
-    map_to_aligned,
-)
-from pipeline.datasets import croppedyale
+from pipeline.data.kinds import croppedyale
+from pipeline.geometry import CENTRE_SQUARE, Template, center_square_quad, map_to_aligned
 from pipeline.io import save_png, write_parquet
-from pipeline.status import ALIGNED, CENTRE_CROP, DETECT, PREALIGNED
+from pipeline.measure.stage import measure
+from pipeline.prepare.align import align, align_face, eye_centres
+from pipeline.prepare.detect import detect_faces
+from pipeline.prepare.downscale import downscale
+from pipeline.upscale.stage import upscale
+from pipeline.vocabulary import ALIGNED, CENTRE_CROP, DETECT, PREALIGNED
 
 CROPPED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "mirror" / "CroppedYale.zip"
 DETECTOR = {"kind": "hog", "upsample": 1, "pad": 0.0, "min_size": 0}
@@ -90,7 +87,7 @@ def yale_b(tmp_path_factory) -> dict[str, Path]:
     for policy in (DETECT, PREALIGNED):
         template = croppedyale.TEMPLATE.as_dict() if policy == PREALIGNED else None
         faces[policy] = root / policy / "faces.parquet"
-        stages.detect_faces(
+        detect_faces(
             root / "manifest.parquet", "0000", 100, DETECTOR, "largest", "center_crop",
             faces[policy], alignment={"policy": policy, "template": template},
         )  # fmt: skip
@@ -134,14 +131,16 @@ def test_template_eyes_match_the_detected_eyes(yale_b) -> None:
 def test_centre_crops_are_scored_but_not_in_identity(yale_b) -> None:
     root, faces = yale_b["root"], yale_b[DETECT]
     aligned, lr, sr = root / "aligned", root / "lr", root / "sr"
-    stages.align(faces, 64, aligned)
-    stages.downscale(aligned, 16, "pil-bicubic", lr)
-    stages.upscale(lr, 64, {"arch": "interpolate", "filter": "bicubic", "seeds": [0]}, sr)
-    keys = {"dataset": "b", "method": "bicubic", "task": "16to64", "lr_size": 16, "hr_size": 64}
-    identity = {"fallback": "aligned_box", "landmarks": 5, "upsample": None}
-    table = stages.measure(
-        faces, aligned, lr, sr, keys, [0], "pil-bicubic", 4, root / "m.parquet", identity=identity
-    ).set_index("image_id")
+    align(faces, 64, aligned)
+    downscale(aligned, 16, "pil-bicubic", lr)
+    bicubic = {"arch": "interpolate", "filter": "bicubic", "seeds": [0], "batch_size": 16}
+    upscale(lr, 64, bicubic, sr, device="cpu")
+    identity = {"enabled": True, "fallback": "aligned_box", "landmarks": 5, "upsample": None}
+    table = measure(
+        faces, aligned, lr, sr, root / "m.parquet",
+        dataset="b", method="bicubic", kernel="pil-bicubic", lr=16, hr=64, seeds=[0],
+        crop_border=4, identity=identity, device="cpu",
+    ).set_index("image_id")  # fmt: skip
     assert (table["status"] == "ok").all() and (table["reason"] == "").all()
     assert table[["psnr_y", "ssim_y", "lr_psnr"]].notna().all().all()
     crops = table["alignment"] == CENTRE_CROP
@@ -158,7 +157,7 @@ def test_an_image_the_template_does_not_fit_is_an_error(tmp_path: Path) -> None:
     )
     write_parquet(tmp_path / "manifest.parquet", manifest)
     alignment = {"policy": PREALIGNED, "template": croppedyale.TEMPLATE.as_dict()}
-    faces = stages.detect_faces(
+    faces = detect_faces(
         tmp_path / "manifest.parquet", "0000", 10, DETECTOR, "largest", "skip",
         tmp_path / "faces.parquet", alignment=alignment,
     )  # fmt: skip
@@ -166,7 +165,7 @@ def test_an_image_the_template_does_not_fit_is_an_error(tmp_path: Path) -> None:
     assert row["status"] == "error" and "declared for 168x192" in row["reason"]
     assert row["alignment"] is None
     # Under detect the same image (no face) follows no_face: skip, left out.
-    skipped = stages.detect_faces(
+    skipped = detect_faces(
         tmp_path / "manifest.parquet", "0000", 10, DETECTOR, "largest", "skip",
         tmp_path / "faces2.parquet",
     )  # fmt: skip

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.io import InputError
+from pipeline.io import InputError, save_animation
 from pipeline.upscale import build_method, check_method, weight_names
 from pipeline.upscale.pulse import (
     LATENT_ROWS,
@@ -33,9 +33,8 @@ from pipeline.upscale.pulse import (
     parse_loss,
     pulse_downscale,
     pulse_search,
-    save_animation,
     save_gaussian,
-    to_uint8,
+    truncate_to_uint8,
 )
 from pipeline.upscale.stylegan import (
     StyleGANMapping,
@@ -97,8 +96,8 @@ def test_bicubic_downsample_matches_a_direct_loop():
 
 
 def test_pulse_downscale_and_to_uint8_truncate_like_torchvision():
-    assert to_uint8(torch.full((1, 3, 1, 1), 0.999))[0, 0, 0].tolist() == [254] * 3
-    assert to_uint8(torch.full((1, 3, 1, 1), 1.5))[0, 0, 0].tolist() == [255] * 3
+    assert truncate_to_uint8(torch.full((1, 3, 1, 1), 0.999))[0, 0, 0].tolist() == [254] * 3
+    assert truncate_to_uint8(torch.full((1, 3, 1, 1), 1.5))[0, 0, 0].tolist() == [255] * 3
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     small = pulse_downscale(image, 8)
     assert small.shape == (8, 8, 3) and small.dtype == np.uint8
@@ -210,7 +209,7 @@ def tiny():
             dlatents = F.leaky_relu(latent * gaussian["std"] + gaussian["mean"], 0.2)
             hr = ((synthesis(dlatents, noise) + 1) / 2).clamp(0, 1)
     # As the workflow feeds it: 8-bit LR images made with PULSE's downsampler.
-    lr = torch.from_numpy(np.stack([pulse_downscale(im, 8) for im in to_uint8(hr)]))
+    lr = torch.from_numpy(np.stack([pulse_downscale(im, 8) for im in truncate_to_uint8(hr)]))
     lr = lr.permute(0, 3, 1, 2).float() / 255
     return {"weights": weights, "synthesis": synthesis, "gaussian": gaussian, "lr": lr}
 
@@ -408,7 +407,7 @@ def test_registered_method_runs_from_files(tiny, tmp_path):
     config_style = {k: v for k, v in options.items() if not k.endswith("_path")}
     check_method("pulse", {**config_style, "synthesis": "syn", "mapping": "map"})
     model = build_method(options, "cpu")
-    batch = to_uint8(tiny["lr"])
+    batch = truncate_to_uint8(tiny["lr"])
     native = model(batch, 32, [0, 1])
     assert native.images.shape == (2, 32, 32, 3) and native.images.dtype == np.uint8
     assert native.facts[0]["resampled_with"] is None and native.facts[0]["native_size"] == 32

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import stages
-from pipeline.aggregate import summarize
 from pipeline.io import save_png, write_parquet
+from pipeline.measure.aggregate import summarize
+from pipeline.measure.stage import measure as measure_shard
+from pipeline.vocabulary import EPS_NOT_REACHED
 
 IMAGES = ("a", "b", "c")
 
@@ -55,19 +56,19 @@ def shard(tmp_path: Path) -> dict[str, Path]:
 
 
 def measure(shard: dict[str, Path], policy: str) -> pd.DataFrame:
-    keys = {"dataset": "d", "method": "pulse", "task": "8to32", "lr_size": 8, "hr_size": 32}
-    return stages.measure(
-        shard["faces"], shard["hr"], shard["lr"], shard["sr"], keys, [0], "pil-bicubic", 0,
-        shard["out"], eps_not_reached=policy,
+    return measure_shard(
+        shard["faces"], shard["hr"], shard["lr"], shard["sr"], shard["out"],
+        dataset="d", method="pulse", kernel="pil-bicubic", lr=8, hr=32, seeds=[0],
+        crop_border=0, eps_not_reached=policy, device="cpu",
     )  # fmt: skip
 
 
 def test_missed_eps_is_scored_but_left_out_and_counted(shard):
     table = measure(shard, "exclude").set_index("image_id")
     assert table.loc["a", "status"] == "ok"
-    assert table.loc["b", "status"] == stages.EPS_NOT_REACHED
+    assert table.loc["b", "status"] == EPS_NOT_REACHED
     assert table.loc["b", "reason"] == "eps not reached (lowest L2 0.0123 > eps 0.002)"
-    assert table.loc["c", "status"] == stages.EPS_NOT_REACHED
+    assert table.loc["c", "status"] == EPS_NOT_REACHED
     assert table.loc["c", "alignment"] == "centre_crop"
     assert table[["psnr_y", "lr_psnr"]].notna().all().all()  # scored for the failures page
     summary = summarize(table.reset_index(), ["psnr_y"])

@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import report
-from pipeline.report import category_label, format_value, metric_info, render_report
+from pipeline.report import assets, overview, render_report
+from pipeline.report import text as words
+from pipeline.report.charts import make_charts
+from pipeline.report.text import category_label, format_value, metric_info
 
 VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
 ODD_METHOD = '<b>x&y</b> "q"'
@@ -282,7 +284,7 @@ def _inputs(root: Path):
 
 
 def _counts(images, usable, policy, detected, aligned=0, prealigned=0, centre_crop=0, left_out=0):
-    """A data set's entry of run_info (as pipeline.run_info.dataset_counts writes it)."""
+    """A data set's entry of run_info (as pipeline.report.run_info.dataset_counts writes it)."""
     return {
         "images": images,
         "usable": usable,
@@ -296,7 +298,7 @@ def _counts(images, usable, policy, detected, aligned=0, prealigned=0, centre_cr
 
 
 def _fake_charts(per_image, summary, out_dir):
-    """Stands in for pipeline.charts.make_charts: one overview chart, one per key."""
+    """Stands in for pipeline.report.charts.make_charts: one overview chart, one per key."""
     keys = sorted({(r.dataset, r.task, r.kernel) for r in summary.itertuples()})
     charts = []
     for i, key in enumerate([("overview",), *keys]):
@@ -325,8 +327,8 @@ class _Chart:
 
 @pytest.fixture(autouse=True)
 def fake_charts(monkeypatch):
-    """Charts are pipeline.charts' business (and take a while): tests use a stand-in."""
-    monkeypatch.setattr(report, "make_charts", _fake_charts)
+    """Charts are pipeline.report.charts' business (and take a while): tests use a stand-in."""
+    monkeypatch.setattr(overview, "make_charts", _fake_charts)
 
 
 def _render(root: Path, out: Path | None = None, **options):
@@ -343,7 +345,7 @@ def _render(root: Path, out: Path | None = None, **options):
 def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(report, "make_charts", _fake_charts)
+        patch.setattr(overview, "make_charts", _fake_charts)
         out, index = _render(root)
     return root, out, index
 
@@ -426,7 +428,7 @@ def test_every_image_has_alt_size_and_a_local_file(rendered):
             if src.suffix == ".webp":
                 with Image.open(src) as thumb:
                     assert thumb.format == "WEBP"
-                    assert max(thumb.size) <= report.THUMB_MAX
+                    assert max(thumb.size) <= assets.THUMB_MAX
                     assert thumb.size == (int(attrs["width"]), int(attrs["height"]))
     assert n_images > 20
 
@@ -483,7 +485,7 @@ def test_lr_is_enlarged_with_nearest_neighbour(rendered):
     )[1]
     full = np.asarray(Image.open(page_path.parent / full_href).convert("RGB"))
     np.testing.assert_array_equal(full, blocks)
-    assert f"8{report.TIMES}8, shown {report.TIMES}4" in page.all_text
+    assert f"8{words.TIMES}8, shown {words.TIMES}4" in page.all_text
 
 
 def test_gallery_row_shows_every_seed_metrics_and_alt_text(rendered):
@@ -502,8 +504,8 @@ def test_gallery_row_shows_every_seed_metrics_and_alt_text(rendered):
     assert "PSNR-Y 21.00 dB" in first[3] and "LPIPS 0.3100" in first[3]
     assert "ID dist" in first[3] and "LR-PSNR 30.00 dB" in first[3]
     alts = [a["alt"] for a in Page(text).find("img")]
-    assert f"{EMOJI} e1: pulse output, 8{report.ARROW}32, {KERNEL}, seed 1" in alts
-    assert f"{EMOJI} e1: bicubic output, 8{report.ARROW}32, {KERNEL}, seed 0" in alts
+    assert f"{EMOJI} e1: pulse output, 8{words.ARROW}32, {KERNEL}, seed 1" in alts
+    assert f"{EMOJI} e1: bicubic output, 8{words.ARROW}32, {KERNEL}, seed 0" in alts
 
 
 def test_missed_eps_and_animation_in_gallery(rendered):
@@ -569,7 +571,7 @@ def test_failures_page_lists_the_right_images(rendered):
     assert no_face[0][2:4] == ["centre crop: scored, left out of identity", "no face found by hog"]
     missed = [r for r in tables if r and r[0] == "e2"]
     assert len(missed) == 1 and missed[0][4:7] == ["pulse", "1", "0.0123"]
-    assert [EMOJI, f"8{report.ARROW}32", KERNEL, "pulse", "1", "8"] in tables  # 1 of 8 searches
+    assert [EMOJI, f"8{words.ARROW}32", KERNEL, "pulse", "1", "8"] in tables  # 1 of 8 searches
     assert [EMOJI, "error", "cannot decode image", "1"] in tables
     assert "None: every output was measured." in page.all_text
     csv = pd.read_csv(out / "failures-missed-eps.csv")
@@ -585,7 +587,7 @@ def test_failures_page_lists_the_right_images(rendered):
         "f1",
         "f2 no face detected: centre crop (left out of identity)",
     ]
-    assert "PSNR-Y 21.00 dB" in gallery[2][4] and f"ID dist {report.MISSING}" in gallery[2][4]
+    assert "PSNR-Y 21.00 dB" in gallery[2][4] and f"ID dist {words.MISSING}" in gallery[2][4]
 
 
 def test_failures_page_says_none(tmp_path):
@@ -692,7 +694,7 @@ def test_missing_and_failed_images_become_placeholders(tmp_path):
     assert by_id["f3"][2] == "Not available status failed: CUDA out of memory"
     assert "data/faces/hr/f3.png: file is empty" in by_id["f3"][5]
     # Without the HR file, the LR is still enlarged to the recorded HR size.
-    assert f"shown {report.TIMES}4" in by_id["f3"][1]
+    assert f"shown {words.TIMES}4" in by_id["f3"][1]
     failures = Page((out / "failures.html").read_text("utf-8")).all_text
     assert "CUDA out of memory" in failures
 
@@ -729,10 +731,8 @@ def test_rendering_is_deterministic(tmp_path):
 
 def test_each_source_is_encoded_once(tmp_path, monkeypatch):
     calls = []
-    save = report._save_webp
-    monkeypatch.setattr(
-        report, "_save_webp", lambda t, *a, **k: (calls.append(t), save(t, *a, **k))
-    )
+    save = assets.save_webp
+    monkeypatch.setattr(assets, "save_webp", lambda t, *a, **k: (calls.append(t), save(t, *a, **k)))
     _render(tmp_path)
     assert len(calls) == len(set(calls))
     # LR, HR, bicubic and two PULSE seeds per image: 7 images x 5.
@@ -765,7 +765,7 @@ def test_failed_render_keeps_previous_report(tmp_path, monkeypatch):
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report, "save_png", broken_save)
+    monkeypatch.setattr(assets, "save_png", broken_save)
     with pytest.raises(OSError, match="disk full"):
         _render(tmp_path, title="bad")
     assert (out / "index.html").read_text("utf-8") == before
@@ -825,8 +825,7 @@ def test_report_folder_gets_normal_permissions(tmp_path):
 
 
 def test_real_charts_are_embedded(tmp_path, monkeypatch):
-    charts = pytest.importorskip("pipeline.charts", reason="pipeline.charts is not there yet")
-    monkeypatch.setattr(report, "make_charts", charts.make_charts)
+    monkeypatch.setattr(overview, "make_charts", make_charts)
     out, index = _render(tmp_path)
     page = Page(index.read_text("utf-8"))
     charts = [a for a in page.find("img") if a["src"].startswith("charts/")]
@@ -844,11 +843,11 @@ def test_real_charts_are_embedded(tmp_path, monkeypatch):
     [
         ("psnr_y", 27.456, "27.46"),
         ("psnr_y_crop8", 27.456, "27.46"),
-        ("psnr_rgb", math.inf, report.INFINITY),
-        ("psnr_rgb", -math.inf, report.MINUS + report.INFINITY),
+        ("psnr_rgb", math.inf, words.INFINITY),
+        ("psnr_rgb", -math.inf, words.MINUS + words.INFINITY),
         ("ssim_y", 0.912345, "0.9123"),
-        ("lpips", float("nan"), report.MISSING),
-        ("lpips_alex", None, report.MISSING),
+        ("lpips", float("nan"), words.MISSING),
+        ("lpips_alex", None, words.MISSING),
         ("identity_distance", 0.12345, "0.123"),
         ("lr_mse", 0.000439, "4.39e-04"),
     ],

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.report_check import find_chromium
+from pipeline.report.browser import find_chromium
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,7 +38,7 @@ GALLERY_ELEMENTS = {
 
 @pytest.fixture(scope="module")
 def browser():
-    from pipeline.report_check import open_browser
+    from pipeline.report.browser import open_browser
 
     with open_browser() as session:
         yield session

@@ -35,13 +35,13 @@ FAKE_SLURM = TESTS / "fake_slurm"
 
 # The workflow's rules; `download`, `fetch_weights`, `plan` and `all` run on the submitting host.
 WORKFLOW_RULES = {
-    "download", "fetch_weights", "plan", "fit_pulse_gaussian", "catalog", "detect_faces", "align",
+    "download", "fetch_weights", "plan", "derive_weights", "catalog", "detect_faces", "align",
     "downscale", "upscale", "measure", "merge_faces", "merge_metrics", "summarize", "report",
     "contact_sheet",
 }  # fmt: skip
 LOCAL_RULES = {"all", "download", "fetch_weights", "plan"}
 # Rules the tiny project does not need (it has no PULSE method).
-UNUSED_BY_TINY_PROJECT = {"fit_pulse_gaussian"}
+UNUSED_BY_TINY_PROJECT = {"derive_weights"}
 
 HAVE_PLUGIN = all(
     importlib.util.find_spec(name) is not None

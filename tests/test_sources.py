@@ -22,21 +22,21 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from http_faults import FaultServer
 
-from pipeline import sources
-from pipeline.io import InputError
-from pipeline.sources import (
+from pipeline.data.sources import (
     DownloadError,
     HashMismatch,
     LockMismatch,
     SourceRefused,
     download,
     fetch_source,
+    http,
     partial_path,
     read_lock,
     record_in_lock,
     unpack,
     unpack_archive,
 )
+from pipeline.io import InputError
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "mirror"
 # Small timeouts and backoff keep the fault tests fast; the defaults are 60 s and 1 s.
@@ -58,7 +58,7 @@ def server():
 def sleeps(monkeypatch):
     """Backoff delays the downloader asked for (recorded, not slept)."""
     delays: list[float] = []
-    monkeypatch.setattr(sources, "_sleep", delays.append)
+    monkeypatch.setattr(http, "_sleep", delays.append)
     return delays
 
 

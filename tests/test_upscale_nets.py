@@ -24,10 +24,10 @@ from pipeline.upscale.srresnet import MSRResNet, SRResNet  # noqa: E402
 from pipeline.upscale.torch_runtime import (  # noqa: E402
     NetworkUpscaler,
     resample_to,
+    round_to_uint8,
     run_batched,
     tiled,
     to_tensor,
-    to_uint8,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -59,7 +59,7 @@ def images(seed: int, n: int, size: int) -> np.ndarray:
 def forward_uint8(net: torch.nn.Module, batch: np.ndarray, tanh: bool = False) -> np.ndarray:
     with torch.inference_mode():
         out = net(to_tensor(batch, "cpu"))
-    return to_uint8((out + 1) / 2 if tanh else out)
+    return round_to_uint8((out + 1) / 2 if tanh else out)
 
 
 # --- RealESRGAN golden ------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_mmedit_msrresnet_matches_an_independent_forward(tmp_path):
     # The check can tell the two MSRResNets apart: the activation after the shuffle matters.
     assert (basicsr_like - reference).abs().max() > 1e-3
     out = model(batch, 36, [0, 0])
-    np.testing.assert_array_equal(out.images, to_uint8(reference))
+    np.testing.assert_array_equal(out.images, round_to_uint8(reference))
     assert out.facts[0] == {"native_size": 36, "resampled_with": None, "precision": "fp32"}
 
     # The skip: with a zero last convolution the output is the bilinear x4 input.
@@ -389,7 +389,7 @@ def test_mmedit_srgan_drops_the_training_networks_and_nothing_else(tmp_path):
     batch = images(5, 1, 8)
     out = build_method(options, "cpu")(batch, 32, [0])
     with torch.inference_mode():
-        expected = to_uint8(mmedit_reference(generator, to_tensor(batch, "cpu")))
+        expected = round_to_uint8(mmedit_reference(generator, to_tensor(batch, "cpu")))
     np.testing.assert_array_equal(out.images, expected)
     # A key of no known part of the model still fails strict loading, by name.
     foreign = {**srgan_training_keys(1), "generator_ema.conv_first.weight": torch.zeros(1)}

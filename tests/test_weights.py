@@ -24,9 +24,7 @@ from tiny_models import (  # noqa: E402
     srgan_training_keys,
 )
 
-from pipeline import weights  # noqa: E402
-from pipeline.io import InputError  # noqa: E402
-from pipeline.sources import (  # noqa: E402
+from pipeline.data.sources import (  # noqa: E402
     DownloadError,
     HashMismatch,
     LockMismatch,
@@ -34,7 +32,9 @@ from pipeline.sources import (  # noqa: E402
     hash_prefix,
     read_lock,
 )
-from pipeline.weights import fetch_weights  # noqa: E402
+from pipeline.data.sources import drive as drive_source  # noqa: E402
+from pipeline.data.weights import fetch_weights  # noqa: E402
+from pipeline.io import InputError  # noqa: E402
 
 MMEDIT = "/mmediting/restorers/srresnet_srgan/"
 MSRRESNET = MMEDIT + "msrresnet_x4c64b16_1x16_300k_div2k_20200521-61556be5.pth"
@@ -246,8 +246,8 @@ def test_url_failures_say_where_to_put_the_file(server, tmp_path):
 @pytest.fixture
 def drive(server, monkeypatch):
     """The local server standing in for Google Drive."""
-    monkeypatch.setattr(weights, "DRIVE_URL", server.base + "/drive/{id}")
-    monkeypatch.setattr(weights, "DRIVE_RETRIES", 0)
+    monkeypatch.setattr(drive_source, "DRIVE_URL", server.base + "/drive/{id}")
+    monkeypatch.setattr(drive_source, "DRIVE_RETRIES", 0)
     return server
 
 
@@ -324,7 +324,7 @@ def test_gdown_retrieval_error_is_a_refusal(drive, tmp_path, monkeypatch):
 
 
 def test_a_local_path_wins_over_drive_and_url(tmp_path):
-    from pipeline.config import effective_source
+    from pipeline.data.sources import WEIGHTS_KINDS, effective_source, source_kind
 
     merged = {"gdrive": SYNTHESIS_ID, "url": "https://mirror/x.pth", "path": "/data/x.pth"}
     assert effective_source(merged) == {"path": "/data/x.pth"}
@@ -335,6 +335,6 @@ def test_a_local_path_wins_over_drive_and_url(tmp_path):
         "gdrive": SYNTHESIS_ID,
         "sha256": "a" * 64,
     }
-    assert weights.weights_kind({"url": "u", "gdrive": "g"}, "weights.x") == "url"
+    assert source_kind({"url": "u", "gdrive": "g"}, "weights.x", WEIGHTS_KINDS) == "url"
     with pytest.raises(InputError, match=r"weights\.x: needs one of path, url, gdrive"):
-        weights.weights_kind({"npm": "p"}, "weights.x")
+        source_kind({"npm": "p"}, "weights.x", WEIGHTS_KINDS)

@@ -1,81 +1,76 @@
-"""Registry of upscaling architectures.
+"""The upscale stage: the registry of architectures, the networks, the run plan.
 
-A *method* in the config is a named instance of an architecture with its
-options (``methods.<name>: {arch: ..., ...}``). Each architecture module
-registers an ``ArchSpec``; the workflow looks methods up here.
+Each module of :mod:`pipeline.upscale.specs` declares architectures (its
+``SPECS``, see :class:`pipeline.upscale.arch.ArchSpec`); the registry imports
+them all when it is imported. Spec modules are torch-free and import only
+:mod:`pipeline.upscale.arch`: the registry is read whenever the workflow loads
+its config, and a network (``rrdbnet``, ``srresnet``, ``stylegan``, ``pulse``,
+on ``torch_runtime``) is imported only when a method of it is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from typing import Any
 
-import numpy as np
+from pipeline.upscale.arch import (
+    COMMON_OPTIONS,
+    ArchSpec,
+    DerivedWeights,
+    UpscaleBatch,
+    Upscaler,
+)
 
-# Keys every method accepts, whatever its architecture (see the config schema).
-COMMON_OPTIONS = frozenset({"arch", "seeds", "enabled", "batch_size"})
+__all__ = [
+    "COMMON_OPTIONS",
+    "DERIVED",
+    "REGISTRY",
+    "ArchSpec",
+    "DerivedWeights",
+    "UpscaleBatch",
+    "Upscaler",
+    "build_method",
+    "check_method",
+    "derived_weights",
+    "get_arch",
+    "weight_names",
+]
 
-
-@dataclass
-class UpscaleBatch:
-    """Outputs of one batch: images and per-image facts.
-
-    ``images``: (N, size, size, 3) uint8 RGB. ``facts``: one dict per image
-    (may be empty dicts) with what the method knows about it, e.g. PULSE's
-    ``converged``, ``final_loss``, ``steps``; or ``resampled_with`` when a
-    fixed-scale network's output was resized to the evaluation size. The
-    upscale stage adds time, seed and device itself.
-    """
-
-    images: np.ndarray
-    facts: list[dict[str, Any]]
-
-
-class Upscaler(Protocol):
-    def __call__(self, batch: np.ndarray, size: int, seeds: Sequence[int]) -> UpscaleBatch:
-        """Upscale ``batch`` (N, h, w, 3) uint8 RGB to ``size`` x ``size`` uint8 RGB.
-
-        ``seeds[i]`` is the seed of item ``i`` (a batch may hold one image under
-        several seeds, so stochastic methods search them all at once);
-        deterministic methods ignore it.
-        """
-        ...
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    name: str
-    build: Callable[[Mapping[str, Any], str], Upscaler]
-    options: Mapping[str, Callable[[Any], bool]] = field(default_factory=dict)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    uses_gpu: bool = False
-    # Runs at a useful speed only on CUDA (PULSE's 1024 px search: minutes per
-    # image on a CPU). Its jobs skip on a machine without CUDA unless the
-    # config's `without_cuda` says `run`.
-    gpu_only: bool = False
-    stochastic: bool = False
-    code_modules: tuple[str, ...] = ()
-    # Config option naming a checkpoint (a key of the config's ``weights``) ->
-    # the build option that receives the fetched file's path, e.g.
-    # {"weights": "weights_path"}. GPU jobs never download: the weights stage
-    # fetched every file before.
-    weight_slots: Mapping[str, str] = field(default_factory=dict)
-    # The same for checkpoints a method may name but need not (PULSE's Gaussian fit).
-    optional_weight_slots: Mapping[str, str] = field(default_factory=dict)
-    # Checks that involve the method's name or several options:
-    # check(name, options with defaults) raises ValueError naming methods.<name>.<key>.
-    check: Callable[[str, Mapping[str, Any]], None] | None = None
-
+# Named inputs of the upscale rule besides the weight slots (which it names by slot).
+_RULE_INPUTS = frozenset({"lr"})
 
 REGISTRY: dict[str, ArchSpec] = {}
+# The derived files architectures declare, by the slot they fill (each declared once).
+DERIVED: dict[str, DerivedWeights] = {}
 
 
-def register(spec: ArchSpec) -> ArchSpec:
+def _register(spec: ArchSpec) -> None:
     if spec.name in REGISTRY:
-        raise ValueError(f"architecture {spec.name!r} registered twice")
+        raise ValueError(f"architecture {spec.name!r} declared twice")
+    slots = {*spec.weight_slots, *spec.optional_weight_slots}
+    if slots & _RULE_INPUTS:
+        raise ValueError(
+            f"architecture {spec.name!r}: weight slots may not be named {_RULE_INPUTS}"
+        )
+    for derived in spec.derived:
+        if derived.slot not in spec.optional_weight_slots or derived.source not in slots:
+            raise ValueError(
+                f"architecture {spec.name!r}: derived file {derived.slot!r} must fill an optional "
+                f"weight slot from a weight slot (got source {derived.source!r})"
+            )
+        if DERIVED.setdefault(derived.slot, derived) is not derived:
+            raise ValueError(f"derived weights {derived.slot!r} declared twice")
     REGISTRY[spec.name] = spec
-    return spec
+
+
+def _load_specs() -> None:
+    from pipeline.upscale import specs
+
+    for found in sorted(pkgutil.iter_modules(specs.__path__), key=lambda m: m.name):
+        for spec in importlib.import_module(f"{specs.__name__}.{found.name}").SPECS:
+            _register(spec)
 
 
 def get_arch(name: str) -> ArchSpec:
@@ -121,38 +116,39 @@ def check_method(name: str, options: Mapping[str, Any]) -> None:
 
 
 def weight_names(options: Mapping[str, Any]) -> dict[str, str]:
-    """The checkpoints a method uses (required slots, and optional ones it names):
-    config option -> name in the ``weights`` section."""
+    """The checkpoints a method names (required slots, and optional ones it fills):
+    weight slot -> name in the config's ``weights`` section."""
     spec = get_arch(options["arch"])
     named = {slot: options[slot] for slot in spec.weight_slots}
     named.update({slot: options[slot] for slot in spec.optional_weight_slots if slot in options})
     return named
 
 
-def build_method(
-    options: Mapping[str, Any], device: str, weight_files: Mapping[str, str] | None = None
-) -> Upscaler:
-    """Instantiate a method.
+def derived_weights(options: Mapping[str, Any]) -> dict[str, DerivedWeights]:
+    """The derived files a method needs: its optional slots left empty that its
+    architecture fills with a file computed from a checkpoint (slot -> declaration)."""
+    spec = get_arch(options["arch"])
+    return {d.slot: d for d in spec.derived if d.slot not in options}
 
-    ``weight_files`` maps its weight slots to fetched files (the workflow's
-    way); Python callers may pass the build option (e.g. ``weights_path``)
-    directly in ``options`` instead.
+
+def build_method(
+    options: Mapping[str, Any], device: str, weight_files: Mapping[str, Any] | None = None
+) -> Upscaler:
+    """Instantiate a method from its config block (``methods.<name>``).
+
+    ``weight_files`` maps weight slots to fetched (or derived) files: the
+    upscale rule's named inputs, passed through as they are (anything with
+    ``get(slot)``, such as Snakemake's ``input``). Python callers may pass a
+    build option (e.g. ``weights_path``) directly in ``options`` instead.
     """
     spec = get_arch(options["arch"])
     merged = {**spec.defaults, **{k: v for k, v in options.items() if k not in COMMON_OPTIONS}}
-    # The architecture's own build says which files it cannot do without.
     for slot, build_option in {**spec.weight_slots, **spec.optional_weight_slots}.items():
         merged.pop(slot, None)
-        if weight_files and slot in weight_files:
-            merged[build_option] = str(weight_files[slot])
-    # Files the workflow derives from checkpoints (e.g. PULSE's Gaussian fit).
-    for key, path in (weight_files or {}).items():
-        if key not in spec.weight_slots and key not in spec.optional_weight_slots:
-            merged[f"{key}_path"] = str(path)
+        path = weight_files.get(slot) if weight_files is not None else None
+        if path is not None:
+            merged[build_option] = str(path)
     return spec.build(merged, device)
 
 
-# Architectures register themselves on import.
-from pipeline.upscale import cnn as cnn  # noqa: E402
-from pipeline.upscale import interpolate  # noqa: E402, F401
-from pipeline.upscale import pulse_spec as pulse_spec  # noqa: E402
+_load_specs()

@@ -89,7 +89,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
 from pipeline.io import InputError, atomic_path
@@ -99,11 +98,11 @@ from pipeline.resize_pulse import (  # noqa: F401 (re-exported: PULSE's downsamp
     bicubic_taps,
     pulse_downscale,
     pulse_reduce,
-    to_uint8,
+    truncate_to_uint8,
 )
 from pipeline.torch_io import load_weights_file
-from pipeline.upscale import UpscaleBatch, Upscaler
-from pipeline.upscale.pulse_spec import (  # noqa: F401 (re-exported: the public API is here)
+from pipeline.upscale.arch import UpscaleBatch, Upscaler
+from pipeline.upscale.pulse_loss import (  # noqa: F401 (re-exported: the public API is here)
     DEFAULT_LOSS,
     LOSS_TERMS,
     LR_SCHEDULES,
@@ -209,6 +208,25 @@ def save_gaussian(
     payload.update(info)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def fit_gaussian_file(
+    mapping_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    n_samples: int,
+    seed: int,
+    threads: int = 1,
+) -> None:
+    """Fit the Gaussian of a mapping checkpoint on the CPU and save it with its provenance.
+
+    The derived file of PULSE methods that name no ``gaussian`` checkpoint
+    (:func:`fit_gaussian` with ``threads`` torch threads, :func:`save_gaussian`
+    recording ``n_samples`` and ``seed``).
+    """
+    torch.set_num_threads(threads)
+    mapping = torch.load(mapping_path, map_location="cpu", weights_only=True)
+    fit = fit_gaussian(mapping, n_samples, seed, "cpu")
+    save_gaussian(fit, out, n_samples=n_samples, seed=seed)
 
 
 def load_gaussian(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -680,33 +698,6 @@ def pulse_search(
 # ---------------------------------------------------------------- animation
 
 
-def save_animation(
-    frames: Sequence[np.ndarray], path: str | os.PathLike[str], duration_ms: int = 100
-) -> None:
-    """Write uint8 (H, W, 3) frames as an animated GIF or WebP, atomically.
-
-    The format follows the suffix (``.gif`` or ``.webp``, lossless); loops forever.
-    """
-    path = Path(path)
-    formats = {".gif": "GIF", ".webp": "WEBP"}
-    if path.suffix.lower() not in formats:
-        raise ValueError(f"{path}: animation must end in .gif or .webp")
-    if not frames:
-        raise ValueError(f"{path}: no frames to write")
-    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
-    options: dict[str, Any] = {"lossless": True} if path.suffix.lower() == ".webp" else {}
-    with atomic_path(path) as tmp:
-        images[0].save(
-            tmp,
-            format=formats[path.suffix.lower()],
-            save_all=True,
-            append_images=images[1:],
-            duration=duration_ms,
-            loop=0,
-            **options,
-        )
-
-
 # ---------------------------------------------------------------- architecture
 
 
@@ -787,7 +778,7 @@ def build(options: Mapping[str, Any], device: str) -> Upscaler:
         frames: dict[int, list[tuple[int, np.ndarray]]] = {i: [] for i in range(len(batch))}
 
         def keep_frame(item: int, step: int, image: torch.Tensor) -> None:
-            frames[item].append((step, resample(to_uint8(image[None])[0], size)))
+            frames[item].append((step, resample(truncate_to_uint8(image[None])[0], size)))
 
         result = pulse_search(
             synthesis,
@@ -807,7 +798,7 @@ def build(options: Mapping[str, Any], device: str) -> Upscaler:
             bf16=bool(options["bf16"]),
             tf32=bool(options["tf32"]),
         )
-        native_images = to_uint8(result.images)
+        native_images = truncate_to_uint8(result.images)
         images = np.stack([resample(image, size) for image in native_images])
         facts = []
         for item, known in enumerate(result.facts):

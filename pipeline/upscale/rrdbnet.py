@@ -272,7 +272,7 @@ def load_rrdbnet(path: str | Path, scale: int = SCALE) -> RRDBNet:
 
 
 def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
-    """The ``esrgan`` method: options as registered in ``pipeline.upscale.cnn``."""
+    """The ``esrgan`` method: options as declared in ``pipeline.upscale.specs.cnn``."""
     net = load_rrdbnet(options["weights_path"], int(options["scale"])).to(device)
     return NetworkUpscaler(
         forward=net,

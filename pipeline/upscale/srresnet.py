@@ -403,7 +403,7 @@ def make_forward(
 
 
 def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
-    """The ``srresnet`` and ``srgan`` methods: options as registered in ``pipeline.upscale.cnn``."""
+    """The ``srresnet`` and ``srgan`` methods: options as declared in ``specs.cnn``."""
     variant = options["variant"]
     scale = int(options["scale"])
     output_range = resolve_range(variant, options.get("output_range"))

@@ -28,7 +28,7 @@ import numpy as np
 from pipeline.io import InputError
 from pipeline.resize import KERNELS
 from pipeline.torch_io import load_weights_file
-from pipeline.upscale import UpscaleBatch
+from pipeline.upscale.arch import UpscaleBatch
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +58,7 @@ def to_tensor(batch: np.ndarray, device: str) -> torch.Tensor:
     return tensor.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+def round_to_uint8(tensor: torch.Tensor) -> np.ndarray:
     """NCHW float tensor in [0, 1] -> ``uint8`` NHWC array: clamped, then rounded half to even."""
     import torch
 
@@ -238,7 +238,7 @@ class NetworkUpscaler:
         if used < min(self.max_batch, len(tensor)):
             # It ran out of memory: later batches start at the size that fit.
             self.max_batch = used
-        images, facts = resample_to(to_uint8(output), size, self.resample_kernel)
+        images, facts = resample_to(round_to_uint8(output), size, self.resample_kernel)
         for known in facts:
             known["precision"] = label
         return UpscaleBatch(images, facts)

@@ -21,7 +21,7 @@ rule download:
         # Every download job updates the lock under a file lock: it is neither
         # an input nor an output.
         lock_file="resources/sources.lock.json",
-        code=code_digest("pipeline.sources"),
+        code=facebench.script_code("download"),
     script:
         "../scripts/download.py"
 
@@ -41,7 +41,7 @@ checkpoint catalog:
     resources:
         mem_mb=2000,
     params:
-        dataset=lambda wildcards: catalog_options(wildcards.dataset),
-        code=code_digest("pipeline.catalog", "pipeline.datasets"),
+        dataset=lambda wildcards: facebench.catalog_options(config, wildcards.dataset),
+        code=facebench.script_code("catalog"),
     script:
         "../scripts/catalog.py"

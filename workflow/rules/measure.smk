@@ -1,6 +1,6 @@
 rule measure:
     input:
-        unpack(measure_weights),
+        unpack(lambda wildcards: facebench.measure_weights(config)),
         faces=rules.detect_faces.output.faces,
         hr=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
         lr=lr_inputs,
@@ -15,7 +15,7 @@ rule measure:
         "../../envs/facebench.yaml"
     threads: 1
     resources:
-        gpu=measure_gpus(),
+        gpu=facebench.measure_gpus(config),
         mem_mb=4000,
         runtime=60,
     params:
@@ -23,20 +23,10 @@ rule measure:
         crop_border=lambda wildcards: crop_border(
             config["measure"]["crop_border"], int(wildcards.lr), int(wildcards.hr)
         ),
-        lpips={
-            k: v
-            for k, v in config["measure"]["lpips"].items()
-            if k in ("enabled", "net", "batch_size")
-        },
-        identity=lambda wildcards: identity_options(config, wildcards.dataset),
+        lpips=facebench.lpips_options(config),
+        identity=lambda wildcards: facebench.identity_options(config, wildcards.dataset),
         eps_not_reached=config["measure"]["eps_not_reached"],
-        code=code_digest(
-            "pipeline.metrics",
-            "pipeline.stages",
-            "pipeline.perceptual",
-            "pipeline.identity",
-            "pipeline.status",
-        ),
+        code=facebench.script_code("measure"),
     script:
         "../scripts/measure.py"
 
@@ -53,6 +43,8 @@ rule merge_metrics:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        code=facebench.script_code("merge_tables"),
     script:
         "../scripts/merge_tables.py"
 
@@ -81,6 +73,6 @@ rule summarize:
     params:
         bootstrap_samples=config["summary"]["bootstrap_samples"],
         seed=config["summary"]["seed"],
-        code=code_digest("pipeline.aggregate", "pipeline.metrics", "pipeline.status"),
+        code=facebench.script_code("summarize"),
     script:
         "../scripts/summarize.py"

@@ -17,9 +17,11 @@ rule detect_faces:
         detector=lambda wildcards: config["datasets"][wildcards.dataset]["detector"],
         multi_face=config["prepare"]["multi_face"],
         no_face=config["prepare"]["no_face"],
-        alignment=lambda wildcards: alignment_options(config, wildcards.dataset),
+        alignment=lambda wildcards: facebench.dataset_alignment(
+            config, wildcards.dataset
+        ),
         shard_size=config["shard_size"],
-        code=code_digest("pipeline.align", "pipeline.dlib_models", "pipeline.status"),
+        code=facebench.script_code("detect_faces"),
     script:
         "../scripts/detect_faces.py"
 
@@ -40,6 +42,8 @@ rule merge_faces:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        code=facebench.script_code("merge_tables"),
     script:
         "../scripts/merge_tables.py"
 
@@ -60,7 +64,7 @@ rule align:
         mem_mb=2000,
         runtime=60,
     params:
-        code=code_digest("pipeline.align"),
+        code=facebench.script_code("align"),
     script:
         "../scripts/align.py"
 
@@ -92,10 +96,10 @@ rule contact_sheet:
     params:
         size=lambda wildcards: contact_sheet_size(wildcards.dataset),
         options=config["prepare"]["contact_sheet"],
-        template=lambda wildcards: alignment_options(config, wildcards.dataset)[
-            "template"
-        ],
-        code=code_digest("pipeline.contact_sheet", "pipeline.align", "pipeline.status"),
+        template=lambda wildcards: facebench.dataset_alignment(
+            config, wildcards.dataset
+        )["template"],
+        code=facebench.script_code("contact_sheet"),
     script:
         "../scripts/contact_sheet.py"
 
@@ -116,6 +120,6 @@ rule downscale:
         mem_mb=1000,
         runtime=30,
     params:
-        code=code_digest("pipeline.resize", "pipeline.resize_pulse"),
+        code=facebench.script_code("downscale"),
     script:
         "../scripts/downscale.py"

@@ -25,7 +25,8 @@ rule report:
         mem_mb=4000,
     params:
         report=config["report"],
-        code=code_digest("pipeline.report", "pipeline.run_info", "pipeline.charts"),
-        templates=data_digest("pipeline", "templates"),
+        benchmarks=f"{RESULTS}/benchmarks",
+        code=facebench.script_code("report"),
+        templates=data_digest("report/templates"),
     script:
         "../scripts/report.py"

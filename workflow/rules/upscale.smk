@@ -23,16 +23,17 @@ rule plan:
     params:
         datasets=sorted(enabled_datasets()),
         host_cuda=host_has_cuda(),
-        plan=lambda wildcards: plan_options(),
-        costs=data_digest("pipeline", "upscale/costs.json"),
-        code=code_digest("pipeline.plan"),
+        plan=lambda wildcards: facebench.plan_options(config),
+        costs=data_digest("upscale/costs.json"),
+        code=facebench.plan_code(config),
     script:
         "../scripts/plan.py"
 
 
 rule upscale:
     input:
-        unpack(method_weights),
+        # The method's checkpoints (and files derived from them), named by weight slot.
+        unpack(lambda wildcards: facebench.method_weights(config, wildcards.method)),
         lr=lr_inputs,
     output:
         sr=directory(
@@ -46,12 +47,14 @@ rule upscale:
         "../../envs/facebench.yaml"
     threads: 2
     resources:
-        gpu=lambda wildcards: method_gpus(wildcards.method),
+        gpu=lambda wildcards: facebench.method_gpus(config, wildcards.method),
         mem_mb=8000,
         runtime=240,
     params:
-        method=lambda wildcards: method_identity(wildcards.method),
-        cuda=lambda wildcards: cuda_policy(wildcards.method),
-        code=lambda wildcards: method_code(wildcards.method),
+        method=lambda wildcards: facebench.method_identity(config, wildcards.method),
+        cuda=lambda wildcards: facebench.cuda_policy(
+            config, wildcards.method, host_has_cuda()
+        ),
+        code=lambda wildcards: facebench.method_code(config, wildcards.method),
     script:
         "../scripts/upscale.py"

@@ -18,20 +18,23 @@ rule fetch_weights:
         # Every fetch records its file's hash under a file lock: the lock file
         # is neither an input nor an output.
         lock_file="resources/sources.lock.json",
-        code=code_digest("pipeline.weights"),
+        code=facebench.script_code("fetch_weights"),
     script:
         "../scripts/fetch_weights.py"
 
 
-rule fit_pulse_gaussian:
+# A file an architecture computes once from one of its checkpoints, for the
+# methods that leave the weight slot it fills empty (PULSE's Gaussian fit of
+# its mapping network); the architecture's spec declares it.
+rule derive_weights:
     input:
-        mapping="resources/weights/{weights}.pth",
+        source="resources/weights/{weights}.pth",
     output:
-        fit="resources/weights/{weights}.gaussian.pt",
+        derived="resources/weights/{weights}.{derived}.pt",
     log:
-        "logs/fit_pulse_gaussian/{weights}.log",
+        "logs/derive_weights/{weights}.{derived}.log",
     benchmark:
-        "results/benchmarks/fit_pulse_gaussian/{weights}.tsv"
+        "results/benchmarks/derive_weights/{weights}.{derived}.tsv"
     conda:
         "../../envs/facebench.yaml"
     threads: 4
@@ -39,8 +42,7 @@ rule fit_pulse_gaussian:
         mem_mb=8000,
         runtime=60,
     params:
-        samples=config["pulse_gaussian"]["samples"],
-        seed=config["pulse_gaussian"]["seed"],
-        code=code_digest("pipeline.upscale.pulse"),
+        options=lambda wildcards: facebench.derived_options(config, wildcards.derived),
+        code=lambda wildcards: facebench.derived_code(wildcards.derived),
     script:
-        "../scripts/fit_pulse_gaussian.py"
+        "../scripts/derive_weights.py"

@@ -1,10 +1,10 @@
-from pipeline import stages
+from pipeline.prepare.align import align
 from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
-    stages.align(
+    align(
         snakemake.input.faces,
-        int(snakemake.wildcards.size),
+        snakemake.wildcards.size,
         snakemake.output.aligned,
         threads=snakemake.threads,
     )

@@ -1,8 +1,8 @@
-from pipeline import stages
+from pipeline.data.catalog import catalog
 from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
-    stages.catalog(
+    catalog(
         snakemake.input.record,
         snakemake.params.dataset,
         snakemake.output.manifest,

@@ -1,8 +1,8 @@
-from pipeline import stages
+from pipeline.prepare.contact_sheet import write_contact_sheet
 from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
-    stages.contact_sheet(
+    write_contact_sheet(
         snakemake.input.faces,
         snakemake.input.aligned,
         snakemake.params.size,

@@ -1,8 +1,8 @@
-from pipeline import stages
+from pipeline.prepare.detect import detect_faces
 from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
-    stages.detect_faces(
+    detect_faces(
         manifest_path=snakemake.input.manifest,
         shard=snakemake.wildcards.shard,
         shard_size=snakemake.params.shard_size,

@@ -1,14 +1,10 @@
-from pathlib import Path
-
+from pipeline.data.sources import download_source
 from pipeline.smk import job_log
-from pipeline.sources import fetch_source
 
 with job_log(snakemake.log[0]):
-    record = Path(snakemake.output.record)
-    fetch_source(
+    download_source(
         snakemake.params.source,
-        record.parent,
-        record,
+        snakemake.output.record,
         snakemake.params.lock_file,
         config_key=snakemake.params.config_key,
     )

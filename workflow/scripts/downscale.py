@@ -1,10 +1,10 @@
-from pipeline import stages
+from pipeline.prepare.downscale import downscale
 from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
-    stages.downscale(
+    downscale(
         snakemake.input.aligned,
-        int(snakemake.wildcards.lr),
+        snakemake.wildcards.lr,
         snakemake.wildcards.kernel,
         snakemake.output.lr,
     )

@@ -1,5 +1,5 @@
+from pipeline.data.weights import fetch_weights
 from pipeline.smk import job_log
-from pipeline.weights import fetch_weights
 
 with job_log(snakemake.log[0]):
     fetch_weights(

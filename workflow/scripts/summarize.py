@@ -1,8 +1,8 @@
-from pipeline import stages
+from pipeline.measure.summary import summarize
 from pipeline.smk import job_log
 
 with job_log(snakemake.log[0]):
-    stages.summarize(
+    summarize(
         snakemake.input.per_image,
         n_boot=snakemake.params.bootstrap_samples,
         seed=snakemake.params.seed,

@@ -1,0 +1,239 @@
+"""The measure stage: each upscaled image of a shard scored against its ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.devices import job_device
+from pipeline.io import load_array, write_parquet
+from pipeline.measure import quality
+from pipeline.measure.catalogue import METRIC_COLUMNS
+from pipeline.resize import downscale as downscale_image
+from pipeline.vocabulary import (
+    CENTRE_CROP,
+    EPS_EXCLUDE,
+    EPS_NOT_REACHED,
+    EPS_POLICIES,
+    FRAMED,
+    MISSING_OUTPUT,
+    NO_FACE,
+    OK,
+    SKIPPED_NO_CUDA,
+)
+
+
+def _status_of(face_status: str, reason: str) -> tuple[str, str]:
+    """A faces row's status as a metrics row's: every image with a ground truth is ``ok``
+    (centre crops too; their ``alignment`` keeps them out of the face metrics)."""
+    if face_status in FRAMED:
+        return OK, ""
+    if face_status == NO_FACE:
+        return NO_FACE, "no face detected"
+    return face_status, reason or "unusable source image"
+
+
+def measure(
+    faces_path: Path,
+    hr_dir: Path,
+    lr_dir: Path,
+    sr_dir: Path,
+    out: Path,
+    *,
+    dataset: str,
+    method: str,
+    kernel: str,
+    lr: int | str,
+    hr: int | str,
+    seeds: Sequence[int],
+    crop_border: int,
+    lpips: Mapping[str, Any] | None = None,
+    identity: Mapping[str, Any] | None = None,
+    checkpoints: Mapping[str, Any] | None = None,
+    eps_not_reached: str = EPS_EXCLUDE,
+    device: str | None = None,
+    gpus: int = 0,
+    gpu_lock_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Score each upscaled image of a shard against its ground truth.
+
+    One row per (image, seed), for every image of the shard: images that could
+    not be scored keep a status and a reason and NaN metrics. Each row carries
+    its image's ``alignment`` (``aligned``, ``prealigned``, ``centre_crop``); a
+    centre crop has no face, so the metrics that need one (identity) are not
+    computed for it (NaN), while every metric against the ground truth is. The
+    upscaling stage's per-image facts (time, device, convergence) are joined in.
+    How each metric is computed: :mod:`pipeline.measure.catalogue`.
+
+    ``dataset``, ``method``, ``kernel``, ``lr`` and ``hr`` say what the shard is
+    (the rule's wildcards). ``lpips`` and ``identity`` are the config's
+    ``measure.lpips`` (``enabled``, ``net``, ``batch_size``) and
+    ``measure.identity`` (``enabled`` and the options of
+    :func:`pipeline.measure.identity.identity_distance`); None turns a metric
+    off. ``checkpoints`` holds LPIPS's files as ``lpips_features`` and
+    ``lpips_linear`` (the rule's named inputs). ``device``: a torch device, else
+    one is claimed for the job (a GPU of its own when ``gpus`` > 0 and one is
+    visible, see :func:`pipeline.devices.job_device`).
+
+    Searches that missed eps (facts ``converged`` false): with ``eps_not_reached``
+    ``exclude`` (default) their row gets status ``eps_not_reached`` (still scored,
+    for the report's failures page and galleries; the summary leaves it out and
+    counts it, as every status other than ``ok``); ``score`` keeps them ``ok``.
+    """
+    if eps_not_reached not in EPS_POLICIES:
+        raise ValueError(f"eps_not_reached must be one of {EPS_POLICIES}, got {eps_not_reached!r}")
+    if device is None:
+        with job_device(int(gpus) > 0, gpu_lock_dir) as claimed:
+            return measure(
+                faces_path, hr_dir, lr_dir, sr_dir, out,
+                dataset=dataset, method=method, kernel=kernel, lr=lr, hr=hr, seeds=seeds,
+                crop_border=crop_border, lpips=lpips, identity=identity,
+                checkpoints=checkpoints, eps_not_reached=eps_not_reached, device=claimed,
+            )  # fmt: skip
+    lr_size, hr_size = int(lr), int(hr)
+    keys = {
+        "dataset": dataset,
+        "method": method,
+        "task": f"{lr_size}to{hr_size}",
+        "lr_size": lr_size,
+        "hr_size": hr_size,
+    }
+    lpips = lpips if lpips and lpips["enabled"] else None
+    identity = (
+        {k: v for k, v in identity.items() if k != "enabled"}
+        if identity and identity["enabled"]
+        else None
+    )
+    faces = pd.read_parquet(faces_path)
+    facts = _read_facts(Path(sr_dir) / "facts.parquet")
+    lpips_model = None
+    if lpips:
+        from pipeline.measure.perceptual import load_lpips
+
+        if checkpoints is None:
+            raise ValueError("measure: LPIPS is enabled, but its checkpoints were not given")
+        lpips_model = load_lpips(
+            lpips["net"], checkpoints["lpips_features"], checkpoints["lpips_linear"], device
+        )
+    rows: list[dict[str, Any]] = []
+    scored: list[tuple[int, np.ndarray, np.ndarray]] = []  # (row index, sr, hr) for LPIPS
+    for face in tqdm(faces.itertuples(), total=len(faces), desc="measure", mininterval=10):
+        status, reason = _status_of(
+            face.status, face.reason if isinstance(face.reason, str) else ""
+        )
+        hr_path = Path(hr_dir) / f"{face.image_id}.png"
+        lr_path = Path(lr_dir) / f"{face.image_id}.png"
+        usable = face.status in FRAMED
+        alignment = getattr(face, "alignment", None)
+        alignment = alignment if isinstance(alignment, str) else None
+        # Identity compares faces (catalogue: needs_face); a centre crop has none to compare.
+        with_identity = bool(identity) and usable and alignment != CENTRE_CROP
+        hr_image = load_array(hr_path) if usable else None
+        lr_image = load_array(lr_path) if usable else None
+        hr_face = _hr_face(hr_image, identity) if with_identity else None
+        for seed in seeds:
+            sr_path = Path(sr_dir) / f"{face.image_id}_s{seed}.png"
+            row: dict[str, Any] = {
+                **keys, "image_id": face.image_id, "seed": int(seed), "kernel": kernel,
+                "status": status, "reason": reason, "alignment": alignment,
+                "crop_border": crop_border,
+                "lr_path": str(lr_path), "sr_path": str(sr_path), "hr_path": str(hr_path),
+                **dict.fromkeys(METRIC_COLUMNS, np.nan),
+                **({"identity_distance": np.nan} if identity else {}),
+                **facts.get((face.image_id, int(seed)), {}),
+            }  # fmt: skip
+            if row["status"] == SKIPPED_NO_CUDA:
+                pass  # the upscale stage's reason stands
+            elif usable and not sr_path.exists():
+                row.update(status=MISSING_OUTPUT, reason=f"{sr_path} was not produced")
+            elif usable:
+                sr = load_array(sr_path)
+                row.update(_score(sr, hr_image, lr_image, lr_size, kernel, crop_border))
+                if with_identity:
+                    from pipeline.measure.identity import identity_distance
+
+                    row.update(identity_distance(sr, hr_image, hr_face=hr_face, **identity))
+                if lpips_model is not None:
+                    scored.append((len(rows), sr, hr_image))
+            if eps_not_reached == EPS_EXCLUDE:
+                _flag_missed_eps(row)
+            rows.append(row)
+            if lpips_model is not None and len(scored) >= lpips["batch_size"]:
+                _add_lpips(rows, scored, lpips_model, lpips)
+    if lpips_model is not None:
+        _add_lpips(rows, scored, lpips_model, lpips)
+    frame = pd.DataFrame(rows)
+    write_parquet(out, frame)
+    return frame
+
+
+def _flag_missed_eps(row: dict[str, Any]) -> None:
+    """Status ``eps_not_reached`` for a scored row whose search never reached eps.
+
+    Only rows that are otherwise ``ok``: an image without a face keeps that status.
+    Methods that report no ``converged`` fact are never flagged.
+    """
+    converged = row.get("converged")
+    if row["status"] != OK or converged is None or pd.isna(converged) or bool(converged):
+        return
+    reason = "eps not reached"
+    if "min_l2" in row and "eps" in row and not pd.isna(row["min_l2"]):
+        reason += f" (lowest L2 {float(row['min_l2']):.4g} > eps {float(row['eps']):.4g})"
+    row.update(status=EPS_NOT_REACHED, reason=reason)
+
+
+def _read_facts(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (image, seed) facts of the upscaling stage, keyed for joining."""
+    if not path.exists():
+        return {}
+    facts = pd.read_parquet(path)
+    records = facts.drop(columns=["image_id", "seed"]).to_dict("records")
+    keys = zip(facts["image_id"], facts["seed"].astype(int), strict=True)
+    return {key: record for key, record in zip(keys, records, strict=True)}
+
+
+def _hr_face(hr: np.ndarray, identity: Mapping[str, Any]) -> Any:
+    # The ground truth's descriptor is shared by every seed of the image.
+    from pipeline.measure.identity import face_descriptor
+
+    return face_descriptor(hr, **identity)
+
+
+def _add_lpips(
+    rows: list[dict[str, Any]],
+    scored: list[tuple[int, np.ndarray, np.ndarray]],
+    model: Any,
+    lpips: Mapping[str, Any],
+) -> None:
+    """Compute LPIPS for the collected (row, sr, hr) triples in one batch, then clear them."""
+    from pipeline.measure.perceptual import lpips_distance
+
+    if not scored:
+        return
+    distances = lpips_distance(
+        model,
+        np.stack([sr for _, sr, _ in scored]),
+        np.stack([hr for _, _, hr in scored]),
+        batch_size=lpips["batch_size"],
+    )
+    for (index, _, _), value in zip(scored, distances, strict=True):
+        rows[index][f"lpips_{lpips['net']}"] = float(value)
+    scored.clear()
+
+
+def _score(
+    sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, lr_size: int, kernel: str, crop_border: int
+) -> dict[str, float]:
+    reduced = downscale_image(sr, lr_size, kernel)
+    return {
+        "psnr_rgb": quality.psnr(sr, hr, crop_border=crop_border, y_channel=False),
+        "psnr_y": quality.psnr(sr, hr, crop_border=crop_border, y_channel=True),
+        "ssim_y": quality.ssim(sr, hr, crop_border=crop_border, y_channel=True),
+        "lr_psnr": quality.psnr(reduced, lr, crop_border=0),
+        "lr_mse": quality.mse(reduced, lr),
+    }

@@ -1,0 +1,1 @@
+"""The prepare stage: faces detected and aligned, contact sheets, low-resolution inputs."""

@@ -1,0 +1,263 @@
+"""What the Snakemake rules ask of the package: the checked config, each rule's params, inputs
+and resources, and the code each job runs.
+
+The top floor: it knows every stage, and nothing in ``pipeline`` imports it.
+``workflow/rules/common.smk`` wraps these functions for the rules; the rules
+never name an architecture, a data set kind or a module.
+
+**Rerun digests.** A rule's ``code`` param is the digest of the code its job
+runs (:func:`pipeline.provenance.code_digest`): the ``pipeline`` modules its
+script imports, with their imports, found by reading the sources. An upscale
+job adds its architecture's module (the registry loads those by name), so
+changing one network reruns its methods only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError, all_tasks, dataset_tasks, lr_source_size, normalize
+from pipeline.data.kinds import (
+    KIND_OPTIONS,
+    REQUIRED_OPTIONS,
+    alignment_options,
+    default_alignment,
+)
+from pipeline.provenance import code_digest, config_digest, file_imports
+from pipeline.resize import WHOLE_FACTOR_KERNELS
+from pipeline.upscale import DERIVED, check_method, derived_weights, get_arch, weight_names
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+# Where the weights stage puts each checkpoint, and the files derived from them.
+WEIGHTS_DIR = "resources/weights"
+# Keys of a data set's config block that its catalog does not depend on: where
+# it comes from (the fetched record is the catalog's input), how its faces are
+# detected and framed, whether and for which tasks it runs.
+NOT_CATALOG = ("source", "metadata", "detector", "alignment", "enabled", "tasks")
+
+
+# --------------------------------------------------------------------------- config
+
+
+def load_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as the rules read it: validated against the schema, with its defaults,
+    derived values and alignment policies, every data set kind's and architecture's
+    options checked. Raises ``ConfigError`` naming the key."""
+    out = normalize(config)
+    check_datasets(out)
+    check_kernels(out)
+    check_methods(out)
+    return out
+
+
+def check_datasets(config: dict[str, Any]) -> None:
+    """Check each data set's kind options and set its alignment policy when it names none.
+
+    Raises ``ConfigError`` naming ``datasets.<name>.<key>`` for an option of
+    another kind or a missing required one.
+    """
+    for name, dataset in config["datasets"].items():
+        kind = dataset["kind"]
+        for other, keys in KIND_OPTIONS.items():
+            misplaced = sorted(keys & set(dataset)) if other != kind else []
+            if misplaced:
+                raise ConfigError(
+                    f"datasets.{name}.{misplaced[0]}: only data sets of kind {other!r} take it "
+                    f"(this one is {kind!r})"
+                )
+        for key in REQUIRED_OPTIONS.get(kind, ()):
+            if key not in dataset:
+                raise ConfigError(f"datasets.{name}.{key}: required for kind {kind!r}")
+        dataset.setdefault("alignment", default_alignment(kind))
+
+
+def check_kernels(config: Mapping[str, Any]) -> None:
+    """Kernels that reduce by whole factors only, against every task's sizes."""
+    for kernel in set(config["kernels"]) & set(WHOLE_FACTOR_KERNELS):
+        for key, task in all_tasks(config):
+            source = lr_source_size(config, task)
+            if source % task["lr"]:
+                raise ConfigError(
+                    f"kernels: {kernel} reduces only by whole factors, but {key} makes "
+                    f"{task['lr']} px inputs from {source} px faces"
+                )
+
+
+def check_methods(config: Mapping[str, Any]) -> None:
+    """Each method's options against its architecture, and the checkpoints it names."""
+    for name, method in config["methods"].items():
+        try:
+            check_method(name, method)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        for slot, weights in weight_names(method).items():
+            if weights not in config["weights"]:
+                raise ConfigError(
+                    f"methods.{name}.{slot}: no checkpoint named {weights!r} in `weights` "
+                    f"(known: {sorted(config['weights'])})"
+                )
+
+
+def enabled(section: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Names of the enabled data sets or methods of a config section."""
+    return [name for name, block in section.items() if block["enabled"]]
+
+
+# --------------------------------------------------------------------------- params
+
+
+def catalog_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """What a data set's catalog depends on (everything but ``NOT_CATALOG``)."""
+    return {k: v for k, v in config["datasets"][name].items() if k not in NOT_CATALOG}
+
+
+def dataset_alignment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``{"policy", "template"}`` of data set ``name`` (see ``pipeline.data.kinds``)."""
+    return alignment_options(config["datasets"][name])
+
+
+def identity_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``measure.identity`` for data set ``name``: a prealigned set whose template knows
+    where HOG boxes its faces uses that box when no face is found (``aligned_box``)."""
+    identity = dict(config["measure"]["identity"])
+    template = dataset_alignment(config, name)["template"]
+    if template and template.get("face_box") is not None:
+        identity["aligned_box"] = list(template["face_box"])
+    return identity
+
+
+def lpips_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the metrics depend on of ``measure.lpips`` (its checkpoints are inputs)."""
+    lpips = config["measure"]["lpips"]
+    return {k: v for k, v in lpips.items() if k in ("enabled", "net", "batch_size")}
+
+
+def method_identity(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """What a method's results depend on: its options, and, for stochastic
+    searches (PULSE), its batch size too: in float32 the search path depends
+    on batch composition. Elsewhere ``batch_size`` is an execution setting."""
+    method = config["methods"][name]
+    ignored = {"enabled"} if get_arch(method["arch"]).stochastic else {"enabled", "batch_size"}
+    return {k: v for k, v in method.items() if k not in ignored}
+
+
+def cuda_policy(config: Mapping[str, Any], name: str, host_cuda: bool) -> dict[str, Any] | None:
+    """For a GPU-only method: what its jobs do without CUDA, and whether this host
+    has CUDA, so that a method skipped on a CPU host runs again where CUDA is.
+    ``None`` for every other method (their results do not depend on it)."""
+    if not get_arch(config["methods"][name]["arch"]).gpu_only:
+        return None
+    return {"without_cuda": config["without_cuda"], "host_cuda": host_cuda}
+
+
+def plan_options(config: Mapping[str, Any]) -> str:
+    """Digest of what the plan reads of the config: tasks, kernels, each method's
+    arch, seeds and steps (what its cost depends on), the CUDA policy. A digest
+    because params compare as written, and config files may order keys any way."""
+    return config_digest(
+        {
+            "tasks": {name: dataset_tasks(config, name) for name in enabled(config["datasets"])},
+            "kernels": config["kernels"],
+            "methods": {
+                name: {
+                    key: config["methods"][name][key]
+                    for key in ("arch", "seeds", "steps")
+                    if key in config["methods"][name]
+                }
+                for name in enabled(config["methods"])
+            },
+            "without_cuda": config["without_cuda"],
+        }
+    )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def weights_file(name: str) -> str:
+    """Where the weights stage puts checkpoint ``name`` (a key of the config's ``weights``)."""
+    return f"{WEIGHTS_DIR}/{name}.pth"
+
+
+def derived_file(checkpoint: str, slot: str) -> str:
+    """Where the file an architecture derives for ``slot`` from ``checkpoint`` goes."""
+    return f"{WEIGHTS_DIR}/{checkpoint}.{slot}.pt"
+
+
+def method_weights(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """The files a method reads, as named inputs by weight slot: the checkpoints it
+    names, and the derived files of the optional slots it leaves empty."""
+    method = config["methods"][name]
+    files = {slot: weights_file(weights) for slot, weights in weight_names(method).items()}
+    for slot, derived in derived_weights(method).items():
+        files[slot] = derived_file(method[derived.source], slot)
+    return files
+
+
+def derived_slots() -> list[str]:
+    """Every slot an architecture fills with a derived file (the rule's wildcard values)."""
+    return sorted(DERIVED)
+
+
+def derived_options(config: Mapping[str, Any], slot: str) -> Any:
+    """The config section a derived file is made with (PULSE's ``pulse_gaussian``)."""
+    return config[DERIVED[slot].config_key]
+
+
+def measure_weights(config: Mapping[str, Any]) -> dict[str, str]:
+    """Checkpoints the metric jobs read (LPIPS), as named inputs."""
+    lpips = config["measure"]["lpips"]
+    if not lpips["enabled"]:
+        return {}
+    return {
+        "lpips_features": weights_file(lpips["features"]),
+        "lpips_linear": weights_file(lpips["linear"]),
+    }
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def measure_gpus(config: Mapping[str, Any]) -> int:
+    measure = config["measure"]
+    return 1 if measure["gpu"] and measure["lpips"]["enabled"] else 0
+
+
+def method_gpus(config: Mapping[str, Any], name: str) -> int:
+    return 1 if get_arch(config["methods"][name]["arch"]).uses_gpu else 0
+
+
+# --------------------------------------------------------------------------- code
+
+
+def script_imports(script: str) -> tuple[str, ...]:
+    """The ``pipeline`` modules a rule's script (``workflow/scripts/<script>.py``) imports."""
+    path = SCRIPTS / f"{script}.py"
+    found = file_imports(path)
+    if not found:
+        raise ValueError(f"{path}: imports nothing from pipeline")
+    return found
+
+
+def script_code(script: str, *modules: str) -> str:
+    """Digest of the code a rule's script runs (and of ``modules`` besides)."""
+    return code_digest(*script_imports(script), *modules)
+
+
+def method_code(config: Mapping[str, Any], name: str) -> str:
+    """The upscale script's code and the module of the method's architecture."""
+    return script_code("upscale", get_arch(config["methods"][name]["arch"]).module)
+
+
+def plan_code(config: Mapping[str, Any]) -> str:
+    """The plan script's code and the modules of the enabled methods' architectures
+    (their defaults and whether they need CUDA go into the plan)."""
+    archs = {config["methods"][name]["arch"] for name in enabled(config["methods"])}
+    return script_code("plan", *(get_arch(arch).module for arch in sorted(archs)))
+
+
+def derived_code(slot: str) -> str:
+    """The derive script's code and the module that declares the derived file."""
+    return script_code("derive_weights", DERIVED[slot].make.__module__)
