@@ -81,6 +81,7 @@ from pipeline.data.kinds.photos import (
     unique_ids,
 )
 from pipeline.io import InputError
+from pipeline.vocabulary import SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def _structured(root: Path, folder: Path) -> tuple[pd.DataFrame, Counter[str]]:
             rows.append(_row(root, path, f"{int(path.stem):0{width}d}", int(path.stem)))
         else:
             row = _row(root, path, safe_id(str(relative)), None)
-            row.update(status="skipped", reason=SKIP_NAME)
+            row.update(status=SKIPPED, reason=SKIP_NAME)
             rows.append(row)
     log.info("celebahq: CelebAMask-HQ layout; cataloging %s only", folder)
     return pd.DataFrame.from_records(rows, columns=list(_row(root, root, "", None))), not_candidates

@@ -64,7 +64,7 @@ from pipeline.data.kinds.emoji_categories import (
     skin_tones,
 )
 from pipeline.io import InputError, save_png, sha256_file
-from pipeline.vocabulary import ERROR, MANIFEST_COLUMNS, MISSING, OK
+from pipeline.vocabulary import ALL_IMAGES, ERROR, MANIFEST_COLUMNS, MISSING, OK
 
 log = logging.getLogger(__name__)
 
@@ -664,7 +664,7 @@ def coverage(manifest: pd.DataFrame) -> pd.DataFrame:
     """
     long = manifest[["platform", "categories", "status"]].copy()
     long["categories"] = [
-        ["all", *(c for c in cats if not str(c).startswith("platform:"))]
+        [ALL_IMAGES, *(c for c in cats if not str(c).startswith("platform:"))]
         for cats in long["categories"]
     ]
     long = long.explode("categories").rename(columns={"categories": "category"})
