@@ -108,9 +108,30 @@ def enabled(section: Mapping[str, Mapping[str, Any]]) -> list[str]:
 # --------------------------------------------------------------------------- params
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with the keys of every mapping in it sorted.
+
+    Snakemake compares params as written, so a param taken from a config block
+    would rerun its jobs when another config file merely orders the same keys
+    differently (``yaml.safe_dump`` sorts them, say); each params function
+    here returns its value this way.
+    """
+    if isinstance(value, Mapping):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(item) for item in value]
+    return value
+
+
 def catalog_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """What a data set's catalog depends on (everything but ``NOT_CATALOG``)."""
-    return {k: v for k, v in config["datasets"][name].items() if k not in NOT_CATALOG}
+    dataset = config["datasets"][name]
+    return canonical({k: v for k, v in dataset.items() if k not in NOT_CATALOG})
+
+
+def detector_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """How data set ``name``'s faces are detected (its ``detector``, over ``prepare.detector``)."""
+    return canonical(config["datasets"][name]["detector"])
 
 
 def dataset_alignment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -125,13 +146,13 @@ def identity_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     template = dataset_alignment(config, name)["template"]
     if template and template.get("face_box") is not None:
         identity["aligned_box"] = list(template["face_box"])
-    return identity
+    return canonical(identity)
 
 
 def lpips_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """What the metrics depend on of ``measure.lpips`` (its checkpoints are inputs)."""
     lpips = config["measure"]["lpips"]
-    return {k: v for k, v in lpips.items() if k in ("enabled", "net", "batch_size")}
+    return canonical({k: v for k, v in lpips.items() if k in ("enabled", "net", "batch_size")})
 
 
 def method_identity(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -140,7 +161,7 @@ def method_identity(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     on batch composition. Elsewhere ``batch_size`` is an execution setting."""
     method = config["methods"][name]
     ignored = {"enabled"} if get_arch(method["arch"]).stochastic else {"enabled", "batch_size"}
-    return {k: v for k, v in method.items() if k not in ignored}
+    return canonical({k: v for k, v in method.items() if k not in ignored})
 
 
 def cuda_policy(config: Mapping[str, Any], name: str, host_cuda: bool) -> dict[str, Any] | None:
@@ -203,7 +224,7 @@ def derived_slots() -> list[str]:
 
 def derived_options(config: Mapping[str, Any], slot: str) -> Any:
     """The config section a derived file is made with (PULSE's ``pulse_gaussian``)."""
-    return config[DERIVED[slot].config_key]
+    return canonical(config[DERIVED[slot].config_key])
 
 
 def measure_weights(config: Mapping[str, Any]) -> dict[str, str]:

@@ -12,7 +12,14 @@ from pipeline.data.sources import effective_source
 from pipeline.geometry import CENTRE_SQUARE, Template
 from pipeline.measure.perceptual import NETS
 from pipeline.resize import KERNELS
-from pipeline.workflow import dataset_alignment, identity_options, load_config
+from pipeline.workflow import (
+    catalog_options,
+    dataset_alignment,
+    detector_options,
+    identity_options,
+    load_config,
+    method_identity,
+)
 
 BASE = {
     "run_name": "t",
@@ -216,3 +223,19 @@ def test_the_schema_names_what_the_code_knows() -> None:
     assert set(schema["$defs"]["dataset"]["properties"]["kind"]["enum"]) == set(KINDS)
     lpips = schema["properties"]["measure"]["properties"]["lpips"]["properties"]["net"]["enum"]
     assert set(lpips) == set(NETS)
+
+
+def test_params_do_not_depend_on_the_order_of_config_keys() -> None:
+    """Snakemake compares params as written: another file's key order must rerun nothing."""
+    datasets = {"faces": {"source": {"path": "/p"}, "limit": 3, "split": "val"}}
+    method = {"arch": "interpolate", "filter": "lanczos", "seeds": [0]}
+    one = load_config({**BASE, "datasets": datasets, "methods": {"m": method}})
+    reordered = {
+        "faces": dict(reversed(list(datasets["faces"].items()))),
+    }
+    two = load_config(
+        {**BASE, "datasets": reordered, "methods": {"m": dict(reversed(list(method.items())))}}
+    )
+    for params in (catalog_options, detector_options, identity_options):
+        assert repr(params(one, "faces")) == repr(params(two, "faces")), params
+    assert repr(method_identity(one, "m")) == repr(method_identity(two, "m"))

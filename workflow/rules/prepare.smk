@@ -14,7 +14,7 @@ rule detect_faces:
         mem_mb=4000,
         runtime=120,
     params:
-        detector=lambda wildcards: config["datasets"][wildcards.dataset]["detector"],
+        detector=lambda wildcards: facebench.detector_options(config, wildcards.dataset),
         multi_face=config["prepare"]["multi_face"],
         no_face=config["prepare"]["no_face"],
         alignment=lambda wildcards: facebench.dataset_alignment(
@@ -95,7 +95,7 @@ rule contact_sheet:
         mem_mb=2000,
     params:
         size=lambda wildcards: contact_sheet_size(wildcards.dataset),
-        options=config["prepare"]["contact_sheet"],
+        options=facebench.canonical(config["prepare"]["contact_sheet"]),
         template=lambda wildcards: facebench.dataset_alignment(
             config, wildcards.dataset
         )["template"],

@@ -24,7 +24,7 @@ rule report:
     resources:
         mem_mb=4000,
     params:
-        report=config["report"],
+        report=facebench.canonical(config["report"]),
         benchmarks=f"{RESULTS}/benchmarks",
         code=facebench.script_code("report"),
         templates=data_digest("report/templates"),
