@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 def _validator() -> Any:
     """The schema's validator, extended to set each property's ``default`` before checking it
     (the recipe of jsonschema's FAQ, which Snakemake's ``validate`` uses too)."""
-    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    schema = _schema()
     base = jsonschema.validators.validator_for(schema)
     check_properties = base.VALIDATORS["properties"]
 
@@ -43,6 +43,22 @@ def _validator() -> Any:
         yield from check_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+
+
+def schema_defaults(section: str) -> dict[str, Any]:
+    """The defaults the schema declares for the keys of a top-level section (``archives``),
+    for code called outside the workflow with no config."""
+    properties = _schema()["properties"][section]["properties"]
+    return {
+        key: copy.deepcopy(value["default"])
+        for key, value in properties.items()
+        if "default" in value
+    }
 
 
 def apply_schema(config: Mapping[str, Any]) -> dict[str, Any]:

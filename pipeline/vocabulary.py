@@ -86,9 +86,11 @@ ALIGNMENT_UNKNOWN = "unknown"
 # ------------------------------------------------------------------ columns
 
 # manifest.parquet: every kind writes at least these.
+# ``width`` and ``height`` are the displayed size, ``exif_orientation`` (1-8, 1: none)
+# the EXIF orientation applied at decoding.
 MANIFEST_COLUMNS = [
     "image_id", "path", "relpath", "sha256", "bytes", "width", "height", "mode", "format",
-    "subject", "condition", "split", "categories", "status", "reason",
+    "exif_orientation", "subject", "condition", "split", "categories", "status", "reason",
 ]  # fmt: skip
 # What identifies one summary table: a data set, a task, a kernel and a method.
 GROUP_COLUMNS = ("dataset", "task", "kernel", "method")

@@ -25,6 +25,7 @@ from pipeline.data.kinds import (
     alignment_options,
     default_alignment,
 )
+from pipeline.data.sources import effective_source, local_fingerprint
 from pipeline.provenance import code_digest, config_digest, file_imports
 from pipeline.resize import WHOLE_FACTOR_KERNELS
 from pipeline.upscale import DERIVED, check_method, derived_weights, get_arch, weight_names
@@ -127,6 +128,18 @@ def catalog_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """What a data set's catalog depends on (everything but ``NOT_CATALOG``)."""
     dataset = config["datasets"][name]
     return canonical({k: v for k, v in dataset.items() if k not in NOT_CATALOG})
+
+
+def source_fingerprint(source: Mapping[str, Any]) -> str | None:
+    """The fingerprint of a source's local ``path`` (None for URLs, npm packages, Drive files).
+
+    A param of the download and weights rules, computed as Snakemake builds its
+    DAG: a local file or folder that changes reruns its fetch, which checks the
+    new content against the lock file (:mod:`pipeline.data.sources.fingerprint`).
+    A URL's file is fetched once and checked whenever it is fetched again.
+    """
+    effective = effective_source(source)
+    return local_fingerprint(effective["path"]) if "path" in effective else None
 
 
 def detector_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -86,6 +86,7 @@ def test_normalize_fills_defaults():
         "upsample": 1,
         "pad": 0.0,
         "min_size": 0,
+        "max_size": 2048,
     }
     assert out["methods"]["bicubic"]["seeds"] == [0]
     assert out["measure"]["crop_border"] == "scale"
@@ -199,6 +200,7 @@ def test_a_data_sets_detector_keys_override_prepare_detector_and_nothing_else() 
         "upsample": 0,
         "pad": 0.25,
         "min_size": 0,
+        "max_size": 2048,
     }
 
 

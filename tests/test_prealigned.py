@@ -22,7 +22,7 @@ from pipeline.upscale.stage import upscale
 from pipeline.vocabulary import ALIGNED, CENTRE_CROP, DETECT, PREALIGNED
 
 CROPPED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "mirror" / "CroppedYale.zip"
-DETECTOR = {"kind": "hog", "upsample": 1, "pad": 0.0, "min_size": 0}
+DETECTOR = {"kind": "hog", "upsample": 1, "pad": 0.0, "min_size": 0, "max_size": 2048}
 # Frontal light (HOG finds these faces) and steep light (it finds none, checked on the data).
 FRONTAL = [f"yaleB{n:02d}/yaleB{n:02d}_P00A+000E+00.pgm" for n in (1, 2, 3, 4, 5, 6)]
 STEEP = ["yaleB01/yaleB01_P00A+120E+00.pgm", "yaleB02/yaleB02_P00A-110E+65.pgm"]

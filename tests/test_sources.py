@@ -355,7 +355,7 @@ def test_path_sources_are_checked_against_pin_and_lock(tmp_path):
     lock = tmp_path / "sources.lock.json"
     info = fetch_source({"path": str(folder)}, record.parent, record, lock)
     assert info["root"] == str(folder.resolve())
-    assert not lock.exists()  # folders are not recorded
+    assert read_lock(lock)[str(folder.resolve())]["kind"] == "folder"  # one entry, no files yet
 
     single = tmp_path / "one.bin"
     single.write_bytes(b"abc")
@@ -368,7 +368,7 @@ def test_path_sources_are_checked_against_pin_and_lock(tmp_path):
     assert (Path(info["root"]) / "one.bin").read_bytes() == b"abc"
     assert read_lock(lock)[str(single.resolve())]["sha256"] == sha(b"abc")
     single.write_bytes(b"abd")
-    with pytest.raises(LockMismatch, match=r"one\.bin: sha256 .*delete the entry"):
+    with pytest.raises(LockMismatch, match=r"one\.bin: this local file .*delete its entry"):
         fetch_source({"path": str(single)}, record.parent, record, lock)
 
 

@@ -95,7 +95,7 @@ def test_local_path_is_copied_verified_and_locked(tmp_path):
     assert entry["sha256"] == digest and entry["kind"] == "path" and entry["weights"] == "m"
     # Another file at the same path later is refused, and the fetched copy stays.
     torch.save({"params": {"x": torch.zeros(1)}}, source)
-    with pytest.raises(LockMismatch, match=r"differs from the sha256 recorded"):
+    with pytest.raises(LockMismatch, match=r"this local file \(weights\.m\.path\) is not"):
         fetch_weights("m", {"path": str(source)}, tmp_path / "w" / "again.pth", lock_of(tmp_path))
     assert not (tmp_path / "w" / "again.pth").exists()
 

@@ -18,15 +18,18 @@ def catalog(
     dataset: Mapping[str, Any],
     out: Path,
     metadata_record: Path | None = None,
+    max_pixels: int | None = None,
 ) -> pd.DataFrame:
     """Catalog the fetched source of one data set into ``manifest.parquet``.
 
     Sets whose images are rendered (vector emoji) cache them in ``rendered/``
     beside the manifest; file names there hash their inputs, so the cache
-    never goes stale.
+    never goes stale. ``max_pixels`` (the config's ``max_image_pixels``):
+    larger images are ``error`` rows, refused before they are decoded.
     """
     root = Path(json.loads(Path(source_record).read_text())["root"])
     options = {**dataset, "render_dir": str(Path(out).parent / "rendered")}
+    options["max_pixels"] = max_pixels
     if metadata_record:
         options["metadata_root"] = json.loads(Path(metadata_record).read_text())["root"]
     manifest = catalog_dataset(dataset["kind"], root, options)

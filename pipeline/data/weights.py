@@ -25,6 +25,11 @@ A file appears under its final name only once it has passed every check:
    (``resources/sources.lock.json``, shared with the data sources) under the
    URL, ``gdrive:<id>`` or the local file's absolute path; a later fetch that
    finds another file there fails instead of replacing it.
+
+A local ``path`` is fetched again whenever its content changes (the rule's
+fingerprint param, :mod:`pipeline.data.sources.fingerprint`): a checkpoint
+replaced at the same path is then refused with the message that says how to
+accept it, never used unseen.
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ from pipeline.data.sources import WEIGHTS_KINDS, download, drive, source_kind
 from pipeline.data.sources.http import looks_like_html, url_filename
 from pipeline.data.sources.lock import (
     HashMismatch,
+    LockMismatch,
     SourceRefused,
     check_pin_against_lock,
     hand_placement,
     hash_prefix,
+    local_change,
     lock_mismatch,
     normalized_hash,
     read_lock,
@@ -128,7 +135,14 @@ def _copy_local(
                 "torch.hub convention begins the sha256 of the published file: this is another "
                 f"file (a partial download?). If it is right, pin its hash in {where}.sha256.",
             )
-        _verifier(name, key, "path", local, lock_file)(tmp, observed)
+        check_checkpoint(tmp, origin=local)
+        size = tmp.stat().st_size
+
+        def changed(entry: Mapping[str, Any]) -> LockMismatch:
+            return local_change(local.resolve(), where, key, lock_file, observed, size, entry)
+
+        what = f"checkpoint {name!r} ({local})"
+        record_in_lock(lock_file, key, observed, size, "path", what, mismatch=changed, weights=name)
 
 
 def _download_url(

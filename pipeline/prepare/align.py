@@ -223,17 +223,25 @@ def align_face(
 # --------------------------------------------------------------------------- the stage
 
 
-def _align_one(task: tuple[str, list[float], int, Path]) -> None:
-    path, quad, size, target = task
+def _align_one(task: tuple[str, list[float], int, Path, int | None]) -> None:
+    path, quad, size, target, max_pixels = task
     quad_array = np.asarray(quad, dtype=np.float64).reshape(4, 2)
-    save_png(target, align_face(load_rgb(path), quad_array, size))
+    save_png(target, align_face(load_rgb(path, max_pixels), quad_array, size))
 
 
-def align(faces_path: Path, size: int | str, out_dir: Path, threads: int = 1) -> int:
+def align(
+    faces_path: Path,
+    size: int | str,
+    out_dir: Path,
+    threads: int = 1,
+    max_pixels: int | None = None,
+) -> int:
     """Warp each image of a shard with its alignment quad to ``size`` x ``size`` PNGs.
 
     With ``threads`` > 1 the images are aligned by that many processes; each
     output depends only on its own image, so the files are the same either way.
+    ``max_pixels`` (the config's ``max_image_pixels``, which the catalog
+    applied) lets the images the catalog accepted be decoded.
     """
     size = int(size)
     faces = pd.read_parquet(faces_path)
@@ -241,7 +249,8 @@ def align(faces_path: Path, size: int | str, out_dir: Path, threads: int = 1) ->
     progress = {"desc": f"align {size}", "unit": "img", "total": len(todo), "mininterval": 10}
     with atomic_dir(out_dir) as staging:
         tasks = [
-            (row.path, row.quad, size, staging / f"{row.image_id}.png") for row in todo.itertuples()
+            (row.path, row.quad, size, staging / f"{row.image_id}.png", max_pixels)
+            for row in todo.itertuples()
         ]
         if threads > 1 and len(tasks) > 1:
             with ProcessPoolExecutor(max_workers=threads) as pool:

@@ -87,6 +87,10 @@ class RRDB(nn.Module):
         return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
 
 
+# Channels of the images every network here takes and makes.
+RGB = 3
+
+
 class RRDBNet(nn.Module):
     """ESRGAN generator, x4, with BasicSR's parameter names (see the module docstring)."""
 
@@ -228,7 +232,14 @@ def to_basicsr(state: Mapping[str, torch.Tensor], path: str | Path) -> tuple[dic
 
 
 def hyperparameters(state: Mapping[str, torch.Tensor], path: str | Path) -> dict[str, int]:
-    """RRDBNet constructor arguments read off a BasicSR-named state dict (any scale check here)."""
+    """RRDBNet constructor arguments read off a BasicSR-named state dict (any scale check here).
+
+    The sizes inside the network (features, blocks, growth) come from the file;
+    its input and output channels do not: the network takes and makes RGB
+    images, so a checkpoint of another channel count (4 input channels, say)
+    fails the strict load with its file, key, and shapes found and expected,
+    rather than loading and failing at the first image.
+    """
     for key in ("conv_first.weight", "conv_last.weight", "body.0.rdb1.conv1.weight"):
         if key not in state:
             raise InputError(path, f"RRDBNet checkpoint without {key}")
@@ -245,8 +256,8 @@ def hyperparameters(state: Mapping[str, torch.Tensor], path: str | Path) -> dict
         )
     blocks = {int(key.split(".")[1]) for key in state if key.startswith("body.")}
     return {
-        "num_in_ch": num_in_ch,
-        "num_out_ch": num_out_ch,
+        "num_in_ch": RGB,
+        "num_out_ch": RGB,
         "num_feat": int(state["conv_first.weight"].shape[0]),
         "num_block": max(blocks) + 1,
         "num_grow_ch": int(state["body.0.rdb1.conv1.weight"].shape[0]),

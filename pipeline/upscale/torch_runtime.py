@@ -308,7 +308,8 @@ def load_strict(
     """Load ``state`` into ``module`` requiring the exact same keys and shapes.
 
     Raises ``InputError`` naming the file, ``what`` was expected, and the
-    missing, unexpected and mis-shaped keys.
+    missing and unexpected keys, and each mis-shaped key with the shape found
+    in the file and the shape expected.
     """
     expected = module.state_dict()
     # BN's batch counter is unused in eval mode, and checkpoints saved before
@@ -320,7 +321,7 @@ def load_strict(
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     shapes = [
-        f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
+        f"{key} has shape {tuple(state[key].shape)} in the file, {tuple(value.shape)} expected"
         for key, value in expected.items()
         if key in state and tuple(state[key].shape) != tuple(value.shape)
     ]

@@ -13,7 +13,7 @@ from pipeline.config import crop_border, dataset_tasks, lr_source_size
 from pipeline.data.sources import effective_source
 from pipeline.devices import host_has_cuda
 from pipeline.provenance import data_digest
-from pipeline.shards import manifest_shards
+from pipeline.shards import check_merge_inputs, manifest_shards
 
 # The schema's defaults, derived values, and every kind's and architecture's checks.
 config.update(facebench.load_config(config))
@@ -69,15 +69,39 @@ def contact_sheet_size(dataset):
     return max(task["hr"] for task in dataset_tasks(config, dataset))
 
 
+def merged_inputs(merge, merged, parts):
+    """The shard tables of the merge `merge`, checked for shards lost to a killed
+    job (pipeline.shards.check_merge_inputs); not when it is forced to run, which
+    makes them again."""
+    forced = workflow.dag_settings.forceall or merge in workflow.dag_settings.forcerun
+    return list(parts) if forced else check_merge_inputs(merged, parts, merge)
+
+
 def measure_targets(wildcards):
-    return [
-        f"{RESULTS}/metrics/shards/{dataset}/{method}/{kernel}/{task['lr']}to{task['hr']}/shard-{shard}.parquet"
-        for dataset in enabled_datasets()
-        for shard in shards_of(dataset)
-        for method in enabled_methods()
-        for kernel in config["kernels"]
-        for task in dataset_tasks(config, dataset)
-    ]
+    return merged_inputs(
+        "merge_metrics",
+        f"{RESULTS}/metrics/per_image.parquet",
+        [
+            f"{RESULTS}/metrics/shards/{dataset}/{method}/{kernel}/{task['lr']}to{task['hr']}/shard-{shard}.parquet"
+            for dataset in enabled_datasets()
+            for shard in shards_of(dataset)
+            for method in enabled_methods()
+            for kernel in config["kernels"]
+            for task in dataset_tasks(config, dataset)
+        ],
+    )
+
+
+def face_shards(wildcards):
+    return merged_inputs(
+        "merge_faces",
+        f"{RESULTS}/{wildcards.dataset}/faces.parquet",
+        expand(
+            f"{RESULTS}/{{dataset}}/faces/shard-{{shard}}.parquet",
+            dataset=wildcards.dataset,
+            shard=shards_of(wildcards.dataset),
+        ),
+    )
 
 
 def all_targets(wildcards):

@@ -18,6 +18,10 @@ rule download:
             config["datasets"][wildcards.dataset][wildcards.role]
         ),
         config_key=lambda wildcards: f"datasets.{wildcards.dataset}.{wildcards.role}",
+        # A local path that changes (a file replaced, an image added) fetches again.
+        fingerprint=lambda wildcards: facebench.source_fingerprint(
+            config["datasets"][wildcards.dataset][wildcards.role]
+        ),
         # Every download job updates the lock under a file lock: it is neither
         # an input nor an output.
         lock_file="resources/sources.lock.json",
@@ -42,6 +46,8 @@ checkpoint catalog:
         mem_mb=2000,
     params:
         dataset=lambda wildcards: facebench.catalog_options(config, wildcards.dataset),
+        # Larger images become error rows: the limit changes the manifest.
+        max_pixels=config["max_image_pixels"],
         code=facebench.script_code("catalog"),
     script:
         "../scripts/catalog.py"

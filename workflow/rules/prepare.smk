@@ -28,11 +28,7 @@ rule detect_faces:
 
 rule merge_faces:
     input:
-        faces=lambda wildcards: expand(
-            f"{RESULTS}/{{dataset}}/faces/shard-{{shard}}.parquet",
-            dataset=wildcards.dataset,
-            shard=shards_of(wildcards.dataset),
-        ),
+        faces=face_shards,
     output:
         faces=f"{RESULTS}/{{dataset}}/faces.parquet",
     log:

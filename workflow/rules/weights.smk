@@ -15,6 +15,10 @@ rule fetch_weights:
         mem_mb=2000,
     params:
         source=lambda wildcards: effective_source(config["weights"][wildcards.weights]),
+        # A checkpoint replaced at the same local path fetches again.
+        fingerprint=lambda wildcards: facebench.source_fingerprint(
+            config["weights"][wildcards.weights]
+        ),
         # Every fetch records its file's hash under a file lock: the lock file
         # is neither an input nor an output.
         lock_file="resources/sources.lock.json",

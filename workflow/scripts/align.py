@@ -7,4 +7,6 @@ with job_log(snakemake.log[0]):
         snakemake.wildcards.size,
         snakemake.output.aligned,
         threads=snakemake.threads,
+        # An execution setting: the catalog, whose param it is, refused larger images.
+        max_pixels=snakemake.config["max_image_pixels"],
     )

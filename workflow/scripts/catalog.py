@@ -7,4 +7,5 @@ with job_log(snakemake.log[0]):
         snakemake.params.dataset,
         snakemake.output.manifest,
         metadata_record=snakemake.input.get("metadata"),
+        max_pixels=snakemake.params.max_pixels,
     )

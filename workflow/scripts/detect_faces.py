@@ -12,4 +12,6 @@ with job_log(snakemake.log[0]):
         out=snakemake.output.faces,
         threads=snakemake.threads,
         alignment=snakemake.params.alignment,
+        # An execution setting: the catalog, whose param it is, refused larger images.
+        max_pixels=snakemake.config["max_image_pixels"],
     )

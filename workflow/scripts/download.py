@@ -7,4 +7,6 @@ with job_log(snakemake.log[0]):
         snakemake.output.record,
         snakemake.params.lock_file,
         config_key=snakemake.params.config_key,
+        # Safety limits, not results: changing them reruns nothing.
+        archive_limits=snakemake.config["archives"],
     )

@@ -3,7 +3,8 @@
 Each kind is a function ``catalog(root, options) -> manifest`` registered in
 ``KINDS``. ``root`` is the folder the download stage made available;
 ``options`` is the validated ``datasets.<name>`` config (``limit``, ``split``
-and the kind's own keys, ``KIND_OPTIONS``). The manifest has at least the
+and the kind's own keys, ``KIND_OPTIONS``), with ``max_pixels`` (the config's
+``max_image_pixels``: larger images are ``error`` rows). The manifest has at least the
 columns of ``pipeline.vocabulary.MANIFEST_COLUMNS``, one row per source image,
 sorted by ``image_id``, every unusable image kept with a ``status`` and ``reason``.
 
@@ -34,7 +35,12 @@ Catalog = Callable[[Path, Mapping[str, Any]], pd.DataFrame]
 
 def _images(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     """Every decodable image under ``root``; no subjects or categories."""
-    return build_manifest(root, split=options.get("split", "test"), limit=options.get("limit"))
+    return build_manifest(
+        root,
+        split=options.get("split", "test"),
+        limit=options.get("limit"),
+        max_pixels=options.get("max_pixels"),
+    )
 
 
 KINDS: dict[str, Catalog] = {

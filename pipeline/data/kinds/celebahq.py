@@ -230,7 +230,9 @@ def catalog(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     if limit is not None:
         frame = frame.iloc[:limit].copy()
     attribute_columns = _attach_attributes(frame, options, root, beside)
-    frame = inspect_rows(frame, desc=f"catalog celebahq {root.name}")
+    frame = inspect_rows(
+        frame, desc=f"catalog celebahq {root.name}", max_pixels=options.get("max_pixels")
+    )
     mark_duplicates(frame)
     columns = ["split_rule", "duplicate_of", *attribute_columns]
     return finish(frame, "celebahq", root, columns, not_candidates)

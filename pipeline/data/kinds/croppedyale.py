@@ -165,7 +165,9 @@ def catalog(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     frame = frame.sort_values("image_id", kind="stable").reset_index(drop=True)
     if limit is not None:
         frame = frame.iloc[:limit].copy()
-    frame = inspect_rows(frame, desc=f"catalog croppedyale {folder.name}")
+    frame = inspect_rows(
+        frame, desc=f"catalog croppedyale {folder.name}", max_pixels=options.get("max_pixels")
+    )
     mark_duplicates(frame)
     frame["split"] = split
     frame = frame.astype({"pose": "Int64", "azimuth": "Int64", "elevation": "Int64"})

@@ -63,7 +63,7 @@ from pipeline.data.kinds.emoji_categories import (
     name_categories,
     skin_tones,
 )
-from pipeline.io import InputError, save_png, sha256_file
+from pipeline.io import InputError, pixel_limit, save_png, sha256_file, too_many_pixels
 from pipeline.vocabulary import ALL_IMAGES, ERROR, MANIFEST_COLUMNS, MISSING, OK
 
 log = logging.getLogger(__name__)
@@ -484,8 +484,12 @@ def render_svg(svg: str, size: int) -> Image.Image:
     return image
 
 
-def decode_drawing(data: bytes, kind: str, size: int) -> Image.Image:
-    """The RGBA image of a drawing's bytes; ``ValueError`` says why it cannot be used."""
+def decode_drawing(data: bytes, kind: str, size: int, max_pixels: int | None = None) -> Image.Image:
+    """The RGBA image of a drawing's bytes; ``ValueError`` says why it cannot be used.
+
+    A raster drawing of more than ``max_pixels`` pixels (None: Pillow's own
+    limit) is refused from its header, before decoding.
+    """
     if not data:
         raise ValueError("empty file (0 bytes)")
     if kind == "svg":
@@ -501,9 +505,11 @@ def decode_drawing(data: bytes, kind: str, size: int) -> Image.Image:
             raise ValueError(f"cannot render SVG ({exc})") from exc
     else:
         try:
-            with Image.open(io.BytesIO(data)) as opened:
+            with pixel_limit(max_pixels), Image.open(io.BytesIO(data)) as opened:
                 opened.load()
                 image = opened.convert("RGBA")
+        except Image.DecompressionBombError as exc:
+            raise ValueError(too_many_pixels(exc, max_pixels)) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise ValueError(f"corrupt or truncated image ({exc})") from exc
     if image.getchannel("A").getextrema()[1] == 0:
@@ -558,13 +564,16 @@ def catalog(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for variant in tqdm(found, desc=f"catalog emoji {name}", unit="img", mininterval=5):
         row = _describe(variant, name)
-        row.update(_image_record(variant, finder, name, size, background, render_dir, root))
+        record = _image_record(
+            variant, finder, name, size, background, render_dir, root, options.get("max_pixels")
+        )
+        row.update(record)
         rows.append(row)
     manifest = pd.DataFrame(rows)
     for key, value in fixed.items():
         manifest[key] = value
     manifest = manifest.astype(
-        {"width": "Int64", "height": "Int64", "bytes": "Int64", "skin_tone": "Int64"}
+        dict.fromkeys(["width", "height", "bytes", "skin_tone", "exif_orientation"], "Int64")
     )
     counts = Counter(zip(manifest["status"], manifest["reason"], strict=True))
     log.info("cataloged %d %s emoji rows from %s: %s", len(manifest), name, package.label, counts)
@@ -607,11 +616,15 @@ def _image_record(
     background: tuple[int, int, int],
     render_dir: Path,
     root: Path,
+    max_pixels: int | None = None,
 ) -> dict[str, Any]:
-    """Find, decode, composite and write one emoji image; the manifest fields it fills."""
+    """Find, decode, composite and write one emoji image; the manifest fields it fills.
+
+    The image is a PNG written here, upright: its ``exif_orientation`` is 1.
+    """
     record: dict[str, Any] = dict.fromkeys(
         ("path", "relpath", "sha256", "bytes", "width", "height", "mode", "format",
-         "source_path", "source_sha256"),
+         "exif_orientation", "source_path", "source_sha256"),
     )  # fmt: skip
     try:
         drawing = finder(variant)
@@ -634,7 +647,7 @@ def _image_record(
     out = render_dir / f"{variant.image_id(platform)}.{key}.png"
     if not out.is_file():  # written atomically: present means complete
         try:
-            image = decode_drawing(data, drawing.kind, size)
+            image = decode_drawing(data, drawing.kind, size, max_pixels)
         except ValueError as exc:
             return {**record, "status": ERROR, "reason": str(exc)}
         save_png(out, composite(image, background))
@@ -642,8 +655,8 @@ def _image_record(
         width, height, mode = rendered.width, rendered.height, rendered.mode
     return {
         **record, "path": str(out), "sha256": sha256_file(out), "bytes": out.stat().st_size,
-        "width": width, "height": height, "mode": mode, "format": "PNG", "status": OK,
-        "reason": "",
+        "width": width, "height": height, "mode": mode, "format": "PNG", "exif_orientation": 1,
+        "status": OK, "reason": "",
     }  # fmt: skip
 
 

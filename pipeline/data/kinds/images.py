@@ -2,7 +2,14 @@
 
 The manifest keeps every candidate source image, including the ones that
 cannot be used, with a ``status`` (``ok`` or ``error``) and a ``reason``;
-nothing is dropped silently.
+nothing is dropped silently. No file can stop a catalog: whatever goes wrong
+with one file (unreadable, not an image, truncated, more pixels than
+``max_image_pixels``, a decoder crash) becomes its row's ``error`` and a
+reason that names the file.
+
+``width`` and ``height`` are those of the image as displayed, its EXIF
+orientation (column ``exif_orientation``, 1 for none) applied, as every later
+stage reads it (:func:`pipeline.io.load_rgb`).
 """
 
 from __future__ import annotations
@@ -17,7 +24,14 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from pipeline.io import InputError, sha256_file
+from pipeline.io import (
+    InputError,
+    displayed_size,
+    exif_orientation,
+    pixel_limit,
+    sha256_file,
+    too_many_pixels,
+)
 from pipeline.vocabulary import ERROR, MANIFEST_COLUMNS, OK
 
 log = logging.getLogger(__name__)
@@ -69,24 +83,73 @@ def image_id_for(relpath: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", "__".join(parts))
 
 
-def inspect_image(path: Path) -> dict[str, Any]:
-    """Decode an image fully and report its size and mode, or why it cannot be used."""
-    record: dict[str, Any] = {"width": None, "height": None, "mode": None, "format": None}
-    size = path.stat().st_size
+def inspect_image(path: Path, max_pixels: int | None = None) -> dict[str, Any]:
+    """Decode an image fully and report its size and mode, or why it cannot be used.
+
+    ``width`` and ``height`` are the displayed size (EXIF orientation applied);
+    ``exif_orientation`` is the orientation applied (1: none). An image of
+    more than ``max_pixels`` pixels (None: Pillow's own limit) is refused from
+    its header, before decoding. Never raises for a bad file: every problem is
+    a ``status: error`` with a reason naming the file.
+    """
+    path = Path(path)
+    record: dict[str, Any] = {
+        "width": None, "height": None, "mode": None, "format": None, "exif_orientation": None,
+    }  # fmt: skip
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return {**record, "bytes": None, "status": ERROR, "reason": _unreadable(path, exc)}
     record["bytes"] = size
     if size == 0:
-        return {**record, "status": ERROR, "reason": "empty file (0 bytes)"}
+        return {**record, "status": ERROR, "reason": f"empty file ({path.name}: 0 bytes)"}
     try:
-        with Image.open(path) as image:
+        with pixel_limit(max_pixels), Image.open(path) as image:
+            width, height = displayed_size(image)
             record.update(
-                width=image.width, height=image.height, mode=image.mode, format=image.format
+                width=width,
+                height=height,
+                mode=image.mode,
+                format=image.format,
+                exif_orientation=exif_orientation(image),
             )
             image.load()
+    except Image.DecompressionBombError as exc:
+        return {**record, "status": ERROR, "reason": _named(too_many_pixels(exc, max_pixels), path)}
     except UnidentifiedImageError:
-        return {**record, "status": ERROR, "reason": "not a decodable image"}
+        return {**record, "status": ERROR, "reason": f"not a decodable image ({path.name})"}
     except (OSError, SyntaxError, ValueError) as exc:
-        return {**record, "status": ERROR, "reason": f"corrupt or truncated image ({exc})"}
+        reason = f"corrupt or truncated image ({path.name}: {exc})"
+        return {**record, "status": ERROR, "reason": reason}
+    except Exception as exc:  # any other decoder failure is this file's, not the catalog's
+        reason = f"cannot decode image ({path.name}: {exc.__class__.__name__}: {exc})"
+        return {**record, "status": ERROR, "reason": reason}
     return {**record, "status": OK, "reason": ""}
+
+
+def inspect_file(path: Path, max_pixels: int | None = None) -> dict[str, Any]:
+    """:func:`inspect_image` and the file's ``sha256`` (None, and an error, when unreadable)."""
+    info = inspect_image(path, max_pixels)
+    try:
+        info["sha256"] = sha256_file(path)
+    except OSError as exc:
+        info.update(sha256=None, status=ERROR, reason=_unreadable(Path(path), exc))
+    return info
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    return f"cannot read file ({path.name}: {exc.strerror or exc})"
+
+
+def _named(reason: str, path: Path) -> str:
+    """``reason`` with the file's name first in its parenthesised detail."""
+    head, paren, detail = reason.partition(" (")
+    return f"{head} ({path.name}: {detail}" if paren else f"{reason} ({path.name})"
+
+
+def reason_family(reason: str) -> str:
+    """A reason without the details in parentheses (file names, decoder messages), for counts."""
+    return re.sub(r"\s*\(.*\)", "", reason)
 
 
 def candidate_files(root: Path) -> tuple[list[Path], int]:
@@ -103,8 +166,13 @@ def candidate_files(root: Path) -> tuple[list[Path], int]:
     return files, ignored
 
 
-def build_manifest(root: Path, split: str = "test", limit: int | None = None) -> pd.DataFrame:
-    """Catalog every candidate image under ``root`` into a manifest frame (sorted by id)."""
+def build_manifest(
+    root: Path, split: str = "test", limit: int | None = None, max_pixels: int | None = None
+) -> pd.DataFrame:
+    """Catalog every candidate image under ``root`` into a manifest frame (sorted by id).
+
+    ``max_pixels``: images with more pixels are ``error`` rows (see :func:`inspect_image`).
+    """
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: source folder not found")
@@ -128,19 +196,17 @@ def build_manifest(root: Path, split: str = "test", limit: int | None = None) ->
     frame = frame.sort_values("image_id", kind="stable").reset_index(drop=True)
     if limit is not None:
         frame = frame.iloc[:limit].reset_index(drop=True)
-    records = []
-    for path in frame["path"]:
-        info = inspect_image(Path(path))
-        info["sha256"] = sha256_file(path)
-        records.append(info)
+    records = [inspect_file(Path(path), max_pixels) for path in frame["path"]]
     details = pd.DataFrame(records, index=frame.index)
     manifest = pd.concat([frame, details], axis=1)
     manifest["subject"] = None
     manifest["condition"] = None
     manifest["split"] = split
     manifest["categories"] = [[] for _ in range(len(manifest))]
-    manifest = manifest.astype({"width": "Int64", "height": "Int64", "bytes": "Int64"})
-    counts = Counter(manifest.loc[manifest["status"] != OK, "reason"])
+    manifest = manifest.astype(
+        {"width": "Int64", "height": "Int64", "bytes": "Int64", "exif_orientation": "Int64"}
+    )
+    counts = Counter(manifest.loc[manifest["status"] != OK, "reason"].map(reason_family))
     log.info(
         "cataloged %d images under %s: %d ok, %d unusable %s; %d non-image files ignored",
         len(manifest), root, int((manifest["status"] == OK).sum()),

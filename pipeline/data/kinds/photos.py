@@ -35,8 +35,8 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.data.kinds.images import inspect_image
-from pipeline.io import InputError, load_rgb, sha256_file
+from pipeline.data.kinds.images import inspect_file, reason_family
+from pipeline.io import InputError, load_rgb
 from pipeline.vocabulary import DUPLICATE, ERROR, MANIFEST_COLUMNS, OK, SKIPPED
 
 log = logging.getLogger(__name__)
@@ -127,36 +127,40 @@ def check_split(options: Mapping[str, Any]) -> str:
     return split
 
 
-def inspect_files(paths: Sequence[str], desc: str) -> pd.DataFrame:
-    """Decode each file fully; one row per path with the columns of ``inspect_image`` and sha256.
+def inspect_files(paths: Sequence[str], desc: str, max_pixels: int | None = None) -> pd.DataFrame:
+    """Decode each file fully; one row per path with the columns of ``inspect_file``.
 
     A decodable image in a mode other than L or RGB is also converted with
     ``load_rgb`` (what every later stage does), so that a mode the pipeline
-    cannot convert is an ``error`` here rather than a crash later.
+    cannot convert is an ``error`` here rather than a crash later. Images of
+    more than ``max_pixels`` pixels are ``error`` rows.
     """
     records = []
     for path in tqdm(paths, desc=desc, unit="img", mininterval=5):
-        info = inspect_image(Path(path))
+        info = inspect_file(Path(path), max_pixels)
         if info["status"] == OK and info["mode"] not in PLAIN_MODES:
             try:
-                load_rgb(path)
+                load_rgb(path, max_pixels)
             except (ValueError, OSError) as exc:
                 info.update(
-                    status=ERROR, reason=f"cannot convert mode {info['mode']} to RGB: {exc}"
+                    status=ERROR,
+                    reason=f"cannot convert mode {info['mode']} to RGB ({Path(path).name}: {exc})",
                 )
-        info["sha256"] = sha256_file(path)
         records.append(info)
-    columns = ["bytes", "width", "height", "mode", "format", "status", "reason", "sha256"]
+    columns = [
+        "bytes", "width", "height", "mode", "format", "exif_orientation", "status", "reason",
+        "sha256",
+    ]  # fmt: skip
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def inspect_rows(frame: pd.DataFrame, desc: str) -> pd.DataFrame:
+def inspect_rows(frame: pd.DataFrame, desc: str, max_pixels: int | None = None) -> pd.DataFrame:
     """Fill the decode columns of ``frame`` (which has ``path`` and may have a preset status).
 
     Rows whose ``status`` is already set (e.g. ``skipped`` by a naming rule) keep
     it and their reason; they are still read for size and sha256.
     """
-    details = inspect_files(list(frame["path"]), desc)
+    details = inspect_files(list(frame["path"]), desc, max_pixels)
     details.index = frame.index
     preset = frame["status"].notna() if "status" in frame else pd.Series(False, index=frame.index)
     out = frame.drop(columns=[c for c in details.columns if c in frame.columns]).join(details)
@@ -212,7 +216,9 @@ def finish(
     unknown = set(frame["status"]) - set(STATUSES)
     if unknown:
         raise AssertionError(f"{kind}: unknown status values {sorted(unknown)}")
-    frame = frame.astype({"width": "Int64", "height": "Int64", "bytes": "Int64"})
+    frame = frame.astype(
+        {"width": "Int64", "height": "Int64", "bytes": "Int64", "exif_orientation": "Int64"}
+    )
     frame["reason"] = frame["reason"].fillna("")
     # Text columns that may hold only nulls would otherwise be stored with parquet's null
     # type; "string" keeps nulls as nulls (a plain str cast would write "None" on pandas 2).
@@ -221,7 +227,7 @@ def finish(
     frame = frame[columns]
     by_status = frame["status"].value_counts().to_dict()
     by_reason = Counter(
-        f"{status}: {_reason_family(reason)}"
+        f"{status}: {reason_family(reason)}"
         for status, reason in zip(frame["status"], frame["reason"], strict=True)
         if status != OK
     )
@@ -232,11 +238,6 @@ def finish(
         dict(not_candidates) or "none",
     )  # fmt: skip
     return frame
-
-
-def _reason_family(reason: str) -> str:
-    """A reason without the details in parentheses (decoder messages), for counts."""
-    return re.sub(r"\s*\(.*\)", "", reason)
 
 
 def unique_ids(ids: pd.Series, relpaths: pd.Series) -> pd.Series:

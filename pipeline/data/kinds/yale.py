@@ -124,7 +124,9 @@ def catalog(root: Path, options: Mapping[str, Any]) -> pd.DataFrame:
     folder = find_layout(root, _has_yale_images, EXPECTED)
     rows, not_candidates = _candidates(root, folder)
     frame = pd.DataFrame.from_records(rows)
-    frame = inspect_rows(frame, desc=f"catalog yale {folder.name}")
+    frame = inspect_rows(
+        frame, desc=f"catalog yale {folder.name}", max_pixels=options.get("max_pixels")
+    )
     _resolve_aliases(frame)
     mark_duplicates(frame)
     frame["split"] = split

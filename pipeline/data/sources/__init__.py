@@ -16,9 +16,13 @@ over ``npm``, which wins over ``url``):
 Every fetched file (a download, an npm tarball, a local file) is recorded in a
 lock file (``resources/sources.lock.json``) with its sha256 and size, keyed by
 URL, ``npm:<package>@<version>`` or absolute path, and checked on every later
-fetch: a different file is an error, never a silent overwrite. The weights
-stage (``pipeline.data.weights``) records checkpoints in the same lock file
-(Google Drive files as ``gdrive:<id>``).
+fetch: a different file is an error, never a silent overwrite. A local folder
+is recorded as one entry, the digest of its files' names and hashes. The
+weights stage (``pipeline.data.weights``) records checkpoints in the same lock
+file (Google Drive files as ``gdrive:<id>``). A local path is fetched again
+whenever its fingerprint changes (:mod:`pipeline.data.sources.fingerprint`);
+a content that differs from the lock file's record is then refused with a
+message that says how to accept it (:mod:`pipeline.data.sources.lock`).
 
 Archives (zip, tar, tar.gz, tgz) are unpacked into ``<workdir>/files`` (an npm
 tarball's content lands in ``files/package/``); macOS litter (``__MACOSX/``,
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.data.sources.archives import is_archive, is_archive_litter, unpack, unpack_archive
+from pipeline.data.sources.fingerprint import folder_hashes, local_fingerprint, tree_digest
 from pipeline.data.sources.http import download, download_file, partial_path, url_filename
 from pipeline.data.sources.lock import (
     DownloadError,
@@ -46,6 +51,7 @@ from pipeline.data.sources.lock import (
     default_lock_file,
     hand_placement,
     hash_prefix,
+    local_change,
     lock_mismatch,
     normalized_hash,
     read_lock,
@@ -69,6 +75,7 @@ __all__ = [
     "hash_prefix",
     "is_archive",
     "is_archive_litter",
+    "local_fingerprint",
     "npm_pack",
     "npm_tarball_name",
     "partial_path",
@@ -223,8 +230,10 @@ def _fetch_path(
     if not local.exists():
         raise InputError(local, f"source path does not exist ({where}.path)")
     info: dict[str, Any] = {"kind": "path", "path": str(local)}
+    key = str(local)
     if local.is_file():
         observed = sha256_file(local)
+        size = local.stat().st_size
         pin = normalized_hash(source.get("sha256"))
         if pin and observed != pin:
             raise InputError(
@@ -232,8 +241,25 @@ def _fetch_path(
                 f"sha256 is {observed}, the config pins {pin} "
                 f"({where}.sha256): a different file, or a stale pin",
             )
-        record_in_lock(lock_file, str(local), observed, local.stat().st_size, "path")
-        info.update(sha256=observed, lock_key=str(local))
+
+        def changed(entry: Mapping[str, Any]) -> LockMismatch:
+            return local_change(local, where, key, lock_file, observed, size, entry)
+
+        record_in_lock(lock_file, key, observed, size, "path", mismatch=changed)
+        info.update(sha256=observed, lock_key=key)
+    else:
+        # A folder is one entry: the digest of its files' names and contents,
+        # with the listing that names the files of a later change.
+        files = folder_hashes(local)
+        digest = tree_digest(files)
+        size = sum((local / name).stat().st_size for name in files)
+
+        def changed(entry: Mapping[str, Any]) -> LockMismatch:
+            return local_change(local, where, key, lock_file, digest, size, entry, files)
+
+        record_in_lock(lock_file, key, digest, size, "folder", mismatch=changed, files=files)
+        info.update(sha256=digest, files=len(files), lock_key=key)
+        info["lock_file"] = str(lock_file.resolve())
     return local, info
 
 
@@ -247,6 +273,7 @@ def fetch_source(
     timeout: float = 60.0,
     attempts: int = 5,
     backoff: float = 1.0,
+    archive_limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Make a data set's source available locally and describe it in ``record`` (JSON).
 
@@ -259,6 +286,8 @@ def fetch_source(
     ``config_key`` is the dotted config key of ``source`` (``datasets.yale.source``),
     named in messages; by default it is guessed from ``workdir``. ``timeout``
     (seconds per connect/read), ``attempts`` and ``backoff`` apply to HTTP.
+    ``archive_limits`` (the config's ``archives``) bound what an archive may
+    unpack to (:func:`unpack_archive`).
 
     The record holds ``root`` (the folder the catalog walks), ``kind``, the
     source's own keys and, for a file, ``file``, ``sha256``, ``bytes`` and
@@ -279,7 +308,7 @@ def fetch_source(
         root = local
     elif is_archive(local):
         root = workdir / "files"
-        info["skipped_entries"] = unpack_archive(local, root)
+        info["skipped_entries"] = unpack_archive(local, root, archive_limits)
     else:
         root = workdir / "files"
         with atomic_dir(root) as staging:
@@ -293,8 +322,15 @@ def fetch_source(
 
 
 def download_source(
-    source: Mapping[str, Any], record: str | Path, lock_file: str | Path, config_key: str
+    source: Mapping[str, Any],
+    record: str | Path,
+    lock_file: str | Path,
+    config_key: str,
+    archive_limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The download stage: :func:`fetch_source` into the folder of ``record``."""
     record = Path(record)
-    return fetch_source(source, record.parent, record, lock_file, config_key=config_key)
+    return fetch_source(
+        source, record.parent, record, lock_file, config_key=config_key,
+        archive_limits=archive_limits,
+    )  # fmt: skip
