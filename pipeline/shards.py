@@ -6,14 +6,16 @@ make 60 jobs at the default 500 per shard, not 30,000).
 
 **Lost shards.** A merged table records the shard tables it was made from
 (parquet metadata, ``PARTS_KEY``). Snakemake does not make a missing
-intermediate file again while the file made from it is up to date (it treats
-it as a removed temporary file), so a shard job killed after Snakemake
-deleted its old table (under ``--forcerun``, say) would leave the merged
-table quietly holding rows nothing backs, run after run. The merge rules'
+intermediate file again while the files made from it are up to date (it
+treats it as a removed temporary file): a job killed after Snakemake deleted
+its old output (under ``--forcerun``, say) leaves a hole that no later run
+fills, and the merged table quietly keeps rows nothing backs. The merge rules'
 inputs therefore pass through :func:`check_merge_inputs`, which fails, naming
-the lost shards and the command that rebuilds them, when that is the case.
-A shard older than its own inputs needs no such check: Snakemake compares
-every job's inputs with its outputs and makes it again.
+the lost files and the command that makes them again, when a shard the merged
+table was made from is gone, or an input of a shard (an upscaled folder under
+a metric shard, say) is, and Snakemake would not act. A shard older than one
+of its inputs needs no such check: Snakemake compares every job's inputs with
+its outputs and makes it again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -86,44 +88,71 @@ def merged_parts(merged: str | Path) -> list[str] | None:
     return [str(part) for part in json.loads(metadata[PARTS_KEY])]
 
 
-def lost_shards(merged: str | Path, parts: Sequence[str | Path]) -> list[str]:
-    """The ``parts`` of an existing ``merged`` table that are gone and that Snakemake would
-    not make again.
+def output_mtime(path: str | Path) -> float | None:
+    """The modification time Snakemake reads for an output (a folder's
+    ``.snakemake_timestamp`` when it has one); None when it does not exist."""
+    try:
+        status = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if os.path.isdir(path) and not os.path.islink(path):
+        try:
+            return os.stat(os.path.join(path, ".snakemake_timestamp")).st_mtime
+        except FileNotFoundError:
+            pass
+    return status.st_mtime
 
-    None when ``merged`` does not exist, when it was made from another set of
-    parts or when one of them is newer (either way the merge runs again, and
-    Snakemake first makes the parts it lacks); else every part that is missing.
+
+def lost_shards(merged: str | Path, shards: Mapping[str, Sequence[str]]) -> list[str]:
+    """The files an existing ``merged`` table depends on that are gone and that Snakemake
+    would not make again: the lost shards, then the lost inputs of shards.
+
+    ``shards`` maps each shard the merge reads to the outputs of earlier jobs it
+    is made from. A shard is lost when ``merged`` was made from it (its parts,
+    or any set when they were not recorded) and it is missing, unless the merge
+    runs again anyway (another set of shards, or a shard newer than ``merged``:
+    Snakemake then first makes the shards it lacks). An input is lost when it is
+    missing under a shard ``merged`` was made from that is at least as new as
+    every input it still has (so that nothing makes the shard, or the input,
+    again).
     """
-    merged = Path(merged)
-    if not merged.is_file():
+    if output_mtime(merged) is None:
         return []
-    wanted = [os.path.normpath(part) for part in parts]
+    made = output_mtime(merged)
+    wanted = {os.path.normpath(shard): upstream for shard, upstream in shards.items()}
     recorded = merged_parts(merged)
-    if recorded is not None and {os.path.normpath(part) for part in recorded} != set(wanted):
-        return []
-    made = merged.stat().st_mtime
-    present = [part for part in wanted if os.path.exists(part)]
-    if any(os.stat(part).st_mtime > made for part in present):
-        return []
-    return [part for part in wanted if not os.path.exists(part)]
+    known = set(wanted) if recorded is None else {os.path.normpath(part) for part in recorded}
+    times = {shard: output_mtime(shard) for shard in wanted}
+    rerun = known != set(wanted) or any(t is not None and t > made for t in times.values())
+    lost = [] if rerun else [shard for shard, t in times.items() if t is None]
+    for shard, upstream in wanted.items():
+        if times[shard] is None or shard not in known:
+            continue
+        inputs = {os.path.normpath(path): output_mtime(path) for path in upstream}
+        if all(t <= times[shard] for t in inputs.values() if t is not None):
+            lost += [path for path, t in inputs.items() if t is None and path not in lost]
+    return lost
 
 
-def check_merge_inputs(merged: str | Path, parts: Sequence[str], rule: str) -> list[str]:
-    """``parts``, once checked for lost shards (:func:`lost_shards`); the merge rule's input.
+def check_merge_inputs(
+    merged: str | Path, shards: Mapping[str, Sequence[str]], rule: str
+) -> list[str]:
+    """The shards of a merge (the keys of ``shards``), once checked for lost files
+    (:func:`lost_shards`); the merge rule's input.
 
-    Raises :class:`LostShards` naming ``merged``, the lost shards, and the
-    commands that rebuild them (``--forcerun <rule>``, or the files as targets).
+    Raises :class:`LostShards` naming ``merged``, the lost files, and the
+    command that makes them again.
     """
-    lost = lost_shards(merged, parts)
+    lost = lost_shards(merged, shards)
     if not lost:
-        return list(parts)
+        return list(shards)
     shown = " ".join(lost[:10]) + (f" ... ({len(lost)} in all)" if len(lost) > 10 else "")
     raise LostShards(
-        f"{merged} was merged from {len(parts)} shard tables, and {len(lost)} of them are gone: "
-        f"{shown}. A job killed after Snakemake deleted its old table (under --forcerun, say) "
-        f"leaves this, and Snakemake does not make a missing intermediate file again while the "
-        f"file made from it is up to date: {merged} would keep rows that nothing backs. Rebuild "
-        f"the shards and merge them again: run the workflow with `--forcerun {rule}` added "
-        f"(with the options of your run); or make the shards alone with `snakemake --cores all "
-        f"<the files above>`, then run the workflow again."
+        f"{merged} was merged from shards of which {len(lost)} files are gone: {shown}. A job "
+        "killed after Snakemake deleted its old output (under --forcerun, say) leaves this, "
+        "and Snakemake does not make a missing intermediate file again while the files made "
+        f"from it are up to date: {merged} would keep rows that nothing backs. Make them "
+        f"again, then run the workflow as before: snakemake --cores all {' '.join(lost)} "
+        f"(with the --configfile/--config options of your run; for lost shard tables alone, "
+        f"adding --forcerun {rule} to your usual command does both)."
     )

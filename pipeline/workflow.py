@@ -14,7 +14,7 @@ changing one network reruns its methods only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,47 @@ def source_fingerprint(source: Mapping[str, Any]) -> str | None:
     """
     effective = effective_source(source)
     return local_fingerprint(effective["path"]) if "path" in effective else None
+
+
+def _local(fingerprints: Mapping[str, str | None]) -> dict[str, str]:
+    return {key: value for key, value in sorted(fingerprints.items()) if value is not None}
+
+
+def catalog_sources(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """The fingerprints of data set ``name``'s local sources (``source``, ``metadata``).
+
+    A param of the catalog as well as of the download: a refused fetch (a
+    changed local source the lock file does not know) removes its record and
+    Snakemake's memory of it, and Snakemake does not fetch a missing record
+    again for a manifest that is up to date; the catalog's own param change
+    makes it, so the refusal is repeated until the change is accepted, and an
+    accepted change reaches the manifest.
+    """
+    dataset = config["datasets"][name]
+    roles = [role for role in ("source", "metadata") if role in dataset]
+    return _local({role: source_fingerprint(dataset[role]) for role in roles})
+
+
+def checkpoint_sources(config: Mapping[str, Any], names: Iterable[str]) -> dict[str, str]:
+    """The fingerprints of the local checkpoints ``names`` (entries of ``weights``).
+
+    A param of the jobs that read them, for the reason of :func:`catalog_sources`:
+    a checkpoint replaced at its path is fetched again (and refused, until
+    accepted) even when the fetched copy was removed by an earlier refusal.
+    """
+    return _local({name: source_fingerprint(config["weights"][name]) for name in names})
+
+
+def method_sources(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """The fingerprints of the local checkpoints method ``name`` reads."""
+    return checkpoint_sources(config, weight_names(config["methods"][name]).values())
+
+
+def lpips_sources(config: Mapping[str, Any]) -> dict[str, str]:
+    """The fingerprints of LPIPS's local checkpoints (none when LPIPS is off)."""
+    lpips = config["measure"]["lpips"]
+    names = [lpips["features"], lpips["linear"]] if lpips["enabled"] else []
+    return checkpoint_sources(config, names)
 
 
 def detector_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -69,39 +69,51 @@ def contact_sheet_size(dataset):
     return max(task["hr"] for task in dataset_tasks(config, dataset))
 
 
-def merged_inputs(merge, merged, parts):
-    """The shard tables of the merge `merge`, checked for shards lost to a killed
-    job (pipeline.shards.check_merge_inputs); not when it is forced to run, which
-    makes them again."""
+def merged_inputs(merge, merged, shards):
+    """The shard tables of the merge `merge` (the keys of `shards`, each with the
+    outputs it is made from), checked for files lost to a killed job
+    (pipeline.shards.check_merge_inputs); not when it is forced to run."""
     forced = workflow.dag_settings.forceall or merge in workflow.dag_settings.forcerun
-    return list(parts) if forced else check_merge_inputs(merged, parts, merge)
+    return list(shards) if forced else check_merge_inputs(merged, shards, merge)
 
 
 def measure_targets(wildcards):
-    return merged_inputs(
-        "merge_metrics",
-        f"{RESULTS}/metrics/per_image.parquet",
-        [
-            f"{RESULTS}/metrics/shards/{dataset}/{method}/{kernel}/{task['lr']}to{task['hr']}/shard-{shard}.parquet"
-            for dataset in enabled_datasets()
-            for shard in shards_of(dataset)
-            for method in enabled_methods()
-            for kernel in config["kernels"]
-            for task in dataset_tasks(config, dataset)
-        ],
-    )
+    """Every metric shard, with the outputs each is made from (the measure inputs)."""
+    shards = {}
+    for dataset in enabled_datasets():
+        for shard in shards_of(dataset):
+            for method in enabled_methods():
+                for kernel in config["kernels"]:
+                    for task in dataset_tasks(config, dataset):
+                        values = dict(
+                            dataset=dataset,
+                            shard=shard,
+                            method=method,
+                            kernel=kernel,
+                            lr=task["lr"],
+                            hr=task["hr"],
+                        )
+                        source = lr_source_size(config, task)
+                        shards[rules.measure.output.table.format(**values)] = [
+                            rules.detect_faces.output.faces.format(**values),
+                            rules.align.output.aligned.format(
+                                **values, size=task["hr"]
+                            ),
+                            rules.downscale.output.lr.format(**values, size=source),
+                            rules.upscale.output.sr.format(**values),
+                        ]
+    return merged_inputs("merge_metrics", rules.merge_metrics.output.table, shards)
 
 
 def face_shards(wildcards):
-    return merged_inputs(
-        "merge_faces",
-        f"{RESULTS}/{wildcards.dataset}/faces.parquet",
-        expand(
-            f"{RESULTS}/{{dataset}}/faces/shard-{{shard}}.parquet",
-            dataset=wildcards.dataset,
-            shard=shards_of(wildcards.dataset),
-        ),
+    """The detection shards of a data set (made from its manifest, a checkpoint)."""
+    shards = expand(
+        rules.detect_faces.output.faces,
+        dataset=wildcards.dataset,
+        shard=shards_of(wildcards.dataset),
     )
+    merged = rules.merge_faces.output.faces.format(dataset=wildcards.dataset)
+    return merged_inputs("merge_faces", merged, dict.fromkeys(shards, []))
 
 
 def all_targets(wildcards):

@@ -48,6 +48,9 @@ checkpoint catalog:
         dataset=lambda wildcards: facebench.catalog_options(config, wildcards.dataset),
         # Larger images become error rows: the limit changes the manifest.
         max_pixels=config["max_image_pixels"],
+        # A changed local source reruns the catalog too, so that its fetch runs again
+        # even after a refused fetch removed the record (pipeline.workflow.catalog_sources).
+        sources=lambda wildcards: facebench.catalog_sources(config, wildcards.dataset),
         code=facebench.script_code("catalog"),
     script:
         "../scripts/catalog.py"

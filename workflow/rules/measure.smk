@@ -26,6 +26,8 @@ rule measure:
         lpips=facebench.lpips_options(config),
         identity=lambda wildcards: facebench.identity_options(config, wildcards.dataset),
         eps_not_reached=config["measure"]["eps_not_reached"],
+        # A local LPIPS checkpoint replaced at its path fetches again.
+        checkpoints=lambda wildcards: facebench.lpips_sources(config),
         code=facebench.script_code("measure"),
     script:
         "../scripts/measure.py"

@@ -47,6 +47,10 @@ rule derive_weights:
         runtime=60,
     params:
         options=lambda wildcards: facebench.derived_options(config, wildcards.derived),
+        # A local checkpoint replaced at its path fetches again.
+        checkpoints=lambda wildcards: facebench.checkpoint_sources(
+            config, [wildcards.weights]
+        ),
         code=lambda wildcards: facebench.derived_code(wildcards.derived),
     script:
         "../scripts/derive_weights.py"
