@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -103,18 +103,24 @@ def output_mtime(path: str | Path) -> float | None:
     return status.st_mtime
 
 
-def lost_shards(merged: str | Path, shards: Mapping[str, Sequence[str]]) -> list[str]:
+def lost_shards(
+    merged: str | Path,
+    shards: Mapping[str, Sequence[str]],
+    made_from: Callable[[str], Sequence[str] | None] = lambda shard: None,
+) -> list[str]:
     """The files an existing ``merged`` table depends on that are gone and that Snakemake
     would not make again: the lost shards, then the lost inputs of shards.
 
     ``shards`` maps each shard the merge reads to the outputs of earlier jobs it
-    is made from. A shard is lost when ``merged`` was made from it (its parts,
-    or any set when they were not recorded) and it is missing, unless the merge
-    runs again anyway (another set of shards, or a shard newer than ``merged``:
-    Snakemake then first makes the shards it lacks). An input is lost when it is
-    missing under a shard ``merged`` was made from that is at least as new as
-    every input it still has (so that nothing makes the shard, or the input,
-    again).
+    is made from now; ``made_from(shard)`` gives those it was made from last
+    time (Snakemake's record), or None when unknown. A shard is lost when
+    ``merged`` was made from it (its recorded parts, or any shard when they
+    were not recorded) and it is missing, unless the merge runs again anyway
+    (another set of shards, or a shard newer than ``merged``: Snakemake then
+    first makes the shards it lacks). An input is lost when it is missing,
+    the shard was made from it, and the shard is at least as new as every
+    input it still has (so that nothing makes the shard, or the input, again);
+    an input the shard was not made from is new, and Snakemake makes it.
     """
     if output_mtime(merged) is None:
         return []
@@ -126,29 +132,36 @@ def lost_shards(merged: str | Path, shards: Mapping[str, Sequence[str]]) -> list
     rerun = known != set(wanted) or any(t is not None and t > made for t in times.values())
     lost = [] if rerun else [shard for shard, t in times.items() if t is None]
     for shard, upstream in wanted.items():
-        if times[shard] is None or shard not in known:
+        before = made_from(shard)
+        if times[shard] is None or shard not in known or before is None:
             continue
+        before = {os.path.normpath(path) for path in before}
         inputs = {os.path.normpath(path): output_mtime(path) for path in upstream}
         if all(t <= times[shard] for t in inputs.values() if t is not None):
-            lost += [path for path, t in inputs.items() if t is None and path not in lost]
+            gone = [path for path, t in inputs.items() if t is None and path in before]
+            lost += [path for path in gone if path not in lost]
     return lost
 
 
 def check_merge_inputs(
-    merged: str | Path, shards: Mapping[str, Sequence[str]], rule: str
+    merged: str | Path,
+    shards: Mapping[str, Sequence[str]],
+    rule: str,
+    made_from: Callable[[str], Sequence[str] | None] = lambda shard: None,
 ) -> list[str]:
     """The shards of a merge (the keys of ``shards``), once checked for lost files
-    (:func:`lost_shards`); the merge rule's input.
+    (:func:`lost_shards`, with ``made_from``); the merge rule's input.
 
     Raises :class:`LostShards` naming ``merged``, the lost files, and the
     command that makes them again.
     """
-    lost = lost_shards(merged, shards)
+    lost = lost_shards(merged, shards, made_from)
     if not lost:
         return list(shards)
     shown = " ".join(lost[:10]) + (f" ... ({len(lost)} in all)" if len(lost) > 10 else "")
     raise LostShards(
-        f"{merged} was merged from shards of which {len(lost)} files are gone: {shown}. A job "
+        f"{merged} was merged from shards, and {len(lost)} of the files it depends on are "
+        f"gone: {shown}. A job "
         "killed after Snakemake deleted its old output (under --forcerun, say) leaves this, "
         "and Snakemake does not make a missing intermediate file again while the files made "
         f"from it are up to date: {merged} would keep rows that nothing backs. Make them "

@@ -419,17 +419,21 @@ def test_a_merged_table_records_its_shards_and_refuses_lost_ones(tmp_path, monke
     later = time.time() + 5
     os.utime(parts[0], (later, later))
     assert check_merge_inputs(merged, shards, "merge_x") == parts
-    # An input of a shard lost under it is refused too, unless the shard is older.
+    # An input a shard was made from, lost under it, is refused too; not a new input
+    # (another alignment size, say), nor one older than the shard's newest input.
     os.utime(parts[0], (later - 10, later - 10))
     Path("sr").mkdir()
     os.utime("sr", (later - 20, later - 20))
-    with_inputs = {parts[0]: ["sr", "lost-lr"], parts[2]: []}
+    with_inputs = {parts[0]: ["sr", "lost-lr", "new-lr"], parts[2]: []}
     merge_tables([parts[0], parts[2]], merged)
     os.utime(merged, (later, later))
-    with pytest.raises(LostShards, match="lost-lr"):
-        check_merge_inputs(merged, with_inputs, "merge_x")
+    made_from = {parts[0]: ["sr", "lost-lr"]}.get
+    with pytest.raises(LostShards) as caught:
+        check_merge_inputs(merged, with_inputs, "merge_x", made_from)
+    assert "gone: lost-lr." in str(caught.value)
+    assert check_merge_inputs(merged, with_inputs, "merge_x") == [parts[0], parts[2]]  # unknown
     os.utime("sr", (later - 5, later - 5))  # newer than its shard: Snakemake remakes both
-    assert check_merge_inputs(merged, with_inputs, "merge_x") == [parts[0], parts[2]]
+    assert check_merge_inputs(merged, with_inputs, "merge_x", made_from) == [parts[0], parts[2]]
 
 
 # --------------------------------------------------------------------------- 7. checkpoints
@@ -660,6 +664,28 @@ def test_shards_lost_to_a_killed_job_are_refused_then_rebuilt(project):
         before[metrics].sort_values(keys).reset_index(drop=True),
     )
     assert dry_run(workdir) == {}
+
+
+@pytest.mark.slow
+def test_an_upscaled_folder_lost_under_its_metrics_is_refused_then_rebuilt(project):
+    workdir = project["workdir"]
+    folders = sorted((workdir / "results").glob("*/sr/*/*/*/shard-*"))
+    killed = kill_when(
+        snakemake_in(workdir, "--cores", "1", "--forcerun", "upscale"),
+        lambda: any(not folder.exists() for folder in folders),
+    )
+    assert killed
+    lost = [folder.relative_to(workdir) for folder in folders if not folder.exists()]
+    run_snakemake(workdir, "--unlock", "--cores", "1")
+    refused = run_snakemake(workdir, "--dry-run", "--cores", "1", check=False)
+    assert refused.returncode != 0, "a plain run found nothing to do"
+    said = refused.stdout + refused.stderr
+    command = f"snakemake --cores all {' '.join(str(path) for path in lost)}"
+    assert "LostShards" in said and command in said
+    run_snakemake(workdir, "--cores", "1", *map(str, lost))  # what the message says
+    assert dry_run(workdir).get("measure") == len(lost)
+    run_snakemake(workdir, "--cores", "2")
+    assert dry_run(workdir) == {} and staging_folders(workdir) == []
 
 
 def forget_in(workdir: Path, key: str) -> None:

@@ -14,6 +14,7 @@ from pipeline.data.sources import effective_source
 from pipeline.devices import host_has_cuda
 from pipeline.provenance import data_digest
 from pipeline.shards import check_merge_inputs, manifest_shards
+from snakemake.io import IOFile
 
 # The schema's defaults, derived values, and every kind's and architecture's checks.
 config.update(facebench.load_config(config))
@@ -69,12 +70,23 @@ def contact_sheet_size(dataset):
     return max(task["hr"] for task in dataset_tasks(config, dataset))
 
 
+def recorded_inputs(path):
+    """The inputs Snakemake recorded for an output when it was made (None: unknown,
+    and then the check leaves that output's inputs alone)."""
+    try:
+        return workflow.persistence.input(IOFile(path))
+    except Exception:  # no metadata, or none to read in this mode or version
+        return None
+
+
 def merged_inputs(merge, merged, shards):
     """The shard tables of the merge `merge` (the keys of `shards`, each with the
     outputs it is made from), checked for files lost to a killed job
     (pipeline.shards.check_merge_inputs); not when it is forced to run."""
     forced = workflow.dag_settings.forceall or merge in workflow.dag_settings.forcerun
-    return list(shards) if forced else check_merge_inputs(merged, shards, merge)
+    if forced:
+        return list(shards)
+    return check_merge_inputs(merged, shards, merge, recorded_inputs)
 
 
 def measure_targets(wildcards):
