@@ -711,8 +711,8 @@ def test_a_checkpoint_replaced_at_its_path_is_refused_until_accepted(project):
     assert refused.returncode != 0 and not fetched.exists()  # the old copy is not used either
     log = (workdir / "logs/fetch_weights/probe.log").read_text()
     assert "this local file (weights.probe.path) is not the one" in log
-    command = "python -m pipeline.data.sources.lock forget --lock-file resources/sources.lock.json"
-    assert f"{command} {local}" in log
+    lock = (workdir / "resources/sources.lock.json").absolute()
+    assert f"python -m pipeline.data.sources.lock forget --lock-file {lock} {local}" in log
     forget_in(workdir, str(local))
     run_snakemake(workdir, "--cores", "1", str(fetched.relative_to(workdir)))
     assert fetched.read_bytes() == local.read_bytes()

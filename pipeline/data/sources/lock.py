@@ -151,11 +151,10 @@ def read_lock(lock_file: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def forget_command(key: str, lock_file: Path) -> str:
-    """The shell command that removes ``key`` from ``lock_file`` (see the module docstring)."""
-    return (
-        f"python -m pipeline.data.sources.lock forget --lock-file {shlex.quote(str(lock_file))} "
-        f"{shlex.quote(key)}"
-    )
+    """The shell command that removes ``key`` from ``lock_file`` (see the module docstring),
+    runnable from any folder."""
+    where = shlex.quote(str(Path(lock_file).absolute()))
+    return f"python -m pipeline.data.sources.lock forget --lock-file {where} {shlex.quote(key)}"
 
 
 def lock_mismatch(
