@@ -76,6 +76,8 @@ def test_a_folder_fingerprint_follows_names_sizes_and_times(tmp_path):
     os.utime(folder / "a.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert changed != first
     assert local_fingerprint(folder, tmp_path / "cache.json") == first  # names, sizes, times
+    (folder / ".DS_Store").write_bytes(b"Finder was here")  # read by no catalog
+    assert local_fingerprint(folder, tmp_path / "cache.json") == first
     (folder / "sub" / "c.png").write_bytes(b"new")
     assert local_fingerprint(folder, tmp_path / "cache.json") not in (first, changed)
 

@@ -125,7 +125,7 @@ def face_shards(wildcards):
         shard=shards_of(wildcards.dataset),
     )
     merged = rules.merge_faces.output.faces.format(dataset=wildcards.dataset)
-    return merged_inputs("merge_faces", merged, dict.fromkeys(shards, []))
+    return merged_inputs("merge_faces", merged, dict.fromkeys(shards, ()))
 
 
 def all_targets(wildcards):

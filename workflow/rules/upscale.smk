@@ -55,7 +55,7 @@ rule upscale:
         cuda=lambda wildcards: facebench.cuda_policy(
             config, wildcards.method, host_has_cuda()
         ),
-        # A local checkpoint replaced at its path fetches again (pipeline.workflow.checkpoint_sources).
+        # A local checkpoint replaced at its path fetches again (see checkpoint_sources).
         checkpoints=lambda wildcards: facebench.method_sources(config, wildcards.method),
         code=lambda wildcards: facebench.method_code(config, wildcards.method),
     script:

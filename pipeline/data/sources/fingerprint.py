@@ -13,7 +13,8 @@ content against the lock file (:mod:`pipeline.data.sources.lock`).
   a DAG build costs a ``stat`` per file; a file touched or copied again with
   the same bytes reruns nothing.
 - **A folder**: the digest of the relative name, size and modification time
-  (ns) of every file under it (symlinked folders followed, each once). No
+  (ns) of every file under it (symlinked folders followed, each once; hidden
+  files and ``__MACOSX``, which no catalog reads, left out). No
   byte is read, so 30,000 files cost a fraction of a second; an added,
   removed, changed or merely touched file reruns the fetch, which hashes the
   files and compares them with the lock file's record.
@@ -40,11 +41,18 @@ FINGERPRINT_CACHE = "resources/fingerprints.json"
 MISSING = "missing"
 
 
+def _unread(name: str) -> bool:
+    """Hidden files and folders and macOS resource forks: no catalog reads them, and
+    Finder rewrites ``.DS_Store`` whenever a folder is looked at."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def walk_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, os.stat_result]]:
     """``(relative posix name, stat)`` of every regular file under ``folder``, sorted by name.
 
-    Symlinks are followed (a link to a folder is walked once, however many
-    links lead to it); a broken link is skipped.
+    Hidden files and folders and ``__MACOSX`` are left out (no catalog reads
+    them). Symlinks are followed (a link to a folder is walked once, however
+    many links lead to it); a broken link is skipped.
     """
     root = Path(folder)
     found: list[tuple[str, os.stat_result]] = []
@@ -58,6 +66,8 @@ def walk_files(folder: str | os.PathLike[str]) -> Iterator[tuple[str, os.stat_re
         seen.add((status.st_dev, status.st_ino))
         with os.scandir(directory) as entries:
             for entry in entries:
+                if _unread(entry.name):
+                    continue
                 name = f"{prefix}{entry.name}"
                 try:
                     if entry.is_dir():
