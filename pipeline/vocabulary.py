@@ -109,5 +109,7 @@ SUMMARY_STAT_COLUMNS = (
     "ci_low",
     "ci_high",
 )
+# What a reader of the summary (tables, charts) needs of it.
+SUMMARY_REQUIRED = (*GROUP_COLUMNS, "metric", "n", "mean", "ci_low", "ci_high")
 # The summary's category over every image, beside the manifests' categories.
 ALL_IMAGES = "all"

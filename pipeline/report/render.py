@@ -78,32 +78,18 @@ from pipeline.report.text import (
     natural_key,
     unique_id,
 )
-from pipeline.vocabulary import ALL_IMAGES
+from pipeline.vocabulary import ALL_IMAGES, GROUP_COLUMNS, SUMMARY_REQUIRED
 
 log = logging.getLogger(__name__)
 
 PER_IMAGE_REQUIRED = (
-    "dataset",
+    *GROUP_COLUMNS,
     "image_id",
-    "task",
-    "kernel",
-    "method",
     "seed",
     "status",
     "lr_path",
     "sr_path",
     "hr_path",
-)
-SUMMARY_REQUIRED = (
-    "dataset",
-    "task",
-    "kernel",
-    "method",
-    "metric",
-    "n",
-    "mean",
-    "ci_low",
-    "ci_high",
 )
 MANIFEST_REQUIRED = ("image_id",)
 FACES_REQUIRED = ("image_id", "status")

@@ -17,10 +17,9 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from pipeline.measure.catalogue import METRICS, Metric, display_order, split_crop
-from pipeline.vocabulary import ALL_IMAGES, OK, SECTION_COLUMNS
+from pipeline.vocabulary import ALL_IMAGES, OK, SECTION_COLUMNS, SUMMARY_REQUIRED
 
 GROUP_COLS = SECTION_COLUMNS
-SUMMARY_REQUIRED = (*GROUP_COLS, "method", "metric", "n", "mean", "ci_low", "ci_high")
 SPREAD_REQUIRED = (*GROUP_COLS, "method", "image_id", "seed")
 CHART_DIR = "charts"
 OVERVIEW_KEY = "overview"
