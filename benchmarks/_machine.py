@@ -18,6 +18,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_name(device: str) -> str:
+    """The GPU's name for a CUDA device, else the CPU's."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_name()
+
+
 def run_facts(load_before: tuple[float, float, float]) -> dict:
     """Machine, software and load facts of a torch benchmark run, taken when it ends.
 

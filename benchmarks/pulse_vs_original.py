@@ -84,7 +84,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _machine import cpu_name, run_facts  # noqa: E402
+from _machine import device_name, run_facts  # noqa: E402
 
 from pipeline.io import write_json  # noqa: E402
 from pipeline.measure.aggregate import bootstrap_ci  # noqa: E402
@@ -611,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     perturb = torch.Generator().manual_seed(12345)
 
     result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "device": device_name(str(device)),
         "original": original_note,
         "original_replacements": replacements,
         "weights": weights_note,

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _machine import cpu_name, run_facts  # noqa: E402
+from _machine import device_name, run_facts  # noqa: E402
 from upscale_throughput import measure  # noqa: E402
 
 from pipeline.io import write_json  # noqa: E402
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    name = torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" else cpu_name()
+    name = device_name(device)
     load_before = os.getloadavg()
     archs: dict[str, dict[str, Any]] = {}
     for arch, (model, network) in cnn_upscalers(device).items():

@@ -29,7 +29,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _machine import cpu_name, run_facts  # noqa: E402
+from _machine import device_name, run_facts  # noqa: E402
 
 from pipeline.io import write_json  # noqa: E402
 from pipeline.upscale import Upscaler, build_method  # noqa: E402
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    on_gpu = device.startswith("cuda")
-    device_name = torch.cuda.get_device_name(torch.device(device)) if on_gpu else cpu_name()
+    label = device_name(device)
     methods = make_methods(device)
     # Other processes on the machine slow every figure down: keep the load with them.
     load_before = os.getloadavg()
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "task": {"lr": LR, "hr": HR, "input": "uniform random uint8 RGB"},
         "device": device,
-        "device_name": device_name,
+        "device_name": label,
         "precision": "fp32 (tf32 and bf16 off)",
         **run_facts(load_before),
         "figures": figures,

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.upscale.arch import (
     COMMON_OPTIONS,
+    SKIP_WITHOUT_CUDA,
     ArchSpec,
     DerivedWeights,
     UpscaleBatch,
@@ -35,6 +36,7 @@ __all__ = [
     "check_method",
     "derived_weights",
     "get_arch",
+    "skips_without_cuda",
     "weight_names",
 ]
 
@@ -122,6 +124,12 @@ def weight_names(options: Mapping[str, Any]) -> dict[str, str]:
     named = {slot: options[slot] for slot in spec.weight_slots}
     named.update({slot: options[slot] for slot in spec.optional_weight_slots if slot in options})
     return named
+
+
+def skips_without_cuda(options: Mapping[str, Any], without_cuda: str) -> bool:
+    """Whether a method's jobs upscale nothing on a machine without CUDA: its
+    architecture is GPU-only and the config's ``without_cuda`` says ``skip``."""
+    return get_arch(options["arch"]).gpu_only and without_cuda == SKIP_WITHOUT_CUDA
 
 
 def derived_weights(options: Mapping[str, Any]) -> dict[str, DerivedWeights]:

@@ -23,10 +23,9 @@ import numpy as np
 
 # Keys every method accepts, whatever its architecture (see the config schema).
 COMMON_OPTIONS = frozenset({"arch", "seeds", "enabled", "batch_size"})
-# The config's `without_cuda`: what the jobs of a GPU-only architecture do
-# on a machine without CUDA.
+# The config's `without_cuda` value under which the jobs of a GPU-only
+# architecture upscale nothing on a machine without CUDA (the other: `run`).
 SKIP_WITHOUT_CUDA = "skip"
-RUN_WITHOUT_CUDA = "run"
 
 
 @dataclass

@@ -22,8 +22,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import dataset_tasks
-from pipeline.upscale import get_arch
-from pipeline.upscale.arch import RUN_WITHOUT_CUDA
+from pipeline.upscale import get_arch, skips_without_cuda
 from pipeline.vocabulary import OK
 
 log = logging.getLogger(__name__)
@@ -99,12 +98,12 @@ def estimate(
 
 def skip_reasons(config: Mapping[str, Any], host_cuda: bool) -> dict[str, str]:
     """Enabled GPU-only methods whose jobs will skip on this host, and why."""
-    if host_cuda or config["without_cuda"] == RUN_WITHOUT_CUDA:
+    if host_cuda:
         return {}
     return {
         name: "GPU-only; no CUDA on this host (without_cuda: skip)"
         for name, method in config["methods"].items()
-        if method["enabled"] and get_arch(method["arch"]).gpu_only
+        if method["enabled"] and skips_without_cuda(method, config["without_cuda"])
     }
 
 

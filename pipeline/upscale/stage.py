@@ -14,8 +14,7 @@ from tqdm import tqdm
 
 from pipeline.devices import job_device
 from pipeline.io import atomic_dir, load_array, save_animation, save_png, write_parquet
-from pipeline.upscale import build_method, get_arch
-from pipeline.upscale.arch import SKIP_WITHOUT_CUDA
+from pipeline.upscale import build_method, skips_without_cuda
 from pipeline.vocabulary import SKIPPED_NO_CUDA
 
 log = logging.getLogger(__name__)
@@ -59,8 +58,7 @@ def upscale(
     # Batches run over (image, seed) pairs, so a stochastic method searches
     # several seeds of one image at once.
     pairs = [(path, int(seed)) for seed in method["seeds"] for path in sources]
-    skips = get_arch(method["arch"]).gpu_only and without_cuda == SKIP_WITHOUT_CUDA
-    if skips and not str(device).startswith("cuda"):
+    if skips_without_cuda(method, without_cuda) and not str(device).startswith("cuda"):
         return _skip_without_cuda(pairs, method, out_dir, device)
     batch_size = int(method["batch_size"])
     model = build_method(method, device, weights)
