@@ -614,3 +614,28 @@ def test_importing_the_registry_does_not_import_torch():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_fixed_input_size_is_reached_with_the_declared_kernel():
+    def identity(x):
+        return x
+
+    batch = images(7, 2, 16)
+    # A 1x restoration network of 64 px inputs on a 16 -> 32 task.
+    net = NetworkUpscaler(
+        forward=identity, scale=1, device="cpu", input_size=64, input_kernel="pil-area"
+    )
+    up = net(batch, 32, [0, 0])
+    assert up.facts[0] == {
+        "native_size": 64,
+        "resampled_with": "pil-bicubic",
+        "input_size": 64,
+        "input_resized_with": "pil-area",
+        "precision": "fp32",
+    }
+    brought = np.stack([KERNELS["pil-area"](image, 64) for image in batch])
+    expected = np.stack([KERNELS["pil-bicubic"](image, 32) for image in brought])
+    np.testing.assert_array_equal(up.images, expected)
+    already = net(images(8, 1, 64), 64, [0])
+    assert already.facts[0]["input_resized_with"] is None
+    np.testing.assert_array_equal(already.images, images(8, 1, 64))

@@ -209,6 +209,12 @@ class NetworkUpscaler:
     to the requested size with ``resample_kernel``. Facts per image:
     ``native_size``, ``resampled_with``, ``precision``. ``network`` is the
     module whose weights ``forward`` runs (for inspection; may be ``None``).
+
+    ``input_size``: the network's fixed input side (face restoration models
+    trained on 512 px crops; GLEAN's 64 px). When set, each low-resolution
+    image is first brought to ``input_size`` x ``input_size`` with
+    ``input_kernel`` (``pipeline.resize.KERNELS``), and the facts add
+    ``input_size`` and ``input_resized_with`` (``None`` when it was that size).
     """
 
     forward: Callable[[torch.Tensor], torch.Tensor]
@@ -219,6 +225,8 @@ class NetworkUpscaler:
     bf16: bool = False
     tile: int = 0
     network: torch.nn.Module | None = None
+    input_size: int | None = None
+    input_kernel: str = "pil-bicubic"
     # Largest chunk that fit so far; shrinks after an OOM and stays shrunk.
     max_batch: int = field(default=1 << 30)
 
@@ -232,6 +240,13 @@ class NetworkUpscaler:
     def __call__(self, batch: np.ndarray, size: int, seeds: Sequence[int]) -> UpscaleBatch:
         import torch
 
+        brought: list[dict[str, Any]] = [{} for _ in batch]
+        if self.input_size is not None:
+            batch, brought = resample_to(batch, self.input_size, self.input_kernel)
+            brought = [
+                {"input_size": self.input_size, "input_resized_with": known["resampled_with"]}
+                for known in brought
+            ]
         tensor = to_tensor(batch, self.device)
         with torch.inference_mode(), precision(self.device, self.tf32, self.bf16) as label:
             output, used = run_batched(self._run, tensor, self.max_batch)
@@ -239,8 +254,8 @@ class NetworkUpscaler:
             # It ran out of memory: later batches start at the size that fit.
             self.max_batch = used
         images, facts = resample_to(round_to_uint8(output), size, self.resample_kernel)
-        for known in facts:
-            known["precision"] = label
+        for known, before in zip(facts, brought, strict=True):
+            known.update(before, precision=label)
         return UpscaleBatch(images, facts)
 
 
