@@ -68,7 +68,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.io import InputError
-from pipeline.upscale import rrdbnet
+from pipeline.upscale import openmmlab, rrdbnet
 from pipeline.upscale.torch_runtime import (
     NetworkUpscaler,
     identify,
@@ -81,11 +81,6 @@ log = logging.getLogger(__name__)
 VARIANTS = ("paper", "msrresnet", "mmedit")
 SCALES = {"paper": (4, 8), "msrresnet": (4,), "mmedit": (4,)}
 NATIVE_RANGE = {"paper": (-1, 1), "msrresnet": (0, 1), "mmedit": (0, 1)}
-# OpenMMLab's restorer models hold the generator under this prefix...
-OPENMMLAB_GENERATOR = "generator."
-# ...and, for SRGAN, training-only networks beside it: the discriminator and
-# the perceptual loss's VGG.
-OPENMMLAB_TRAINING_ONLY = ("discriminator.", "perceptual_loss.")
 # Keys by which each variant is recognised (after any generator. prefix is removed).
 SIGNATURES = {
     "msrresnet": frozenset({"conv_first.weight", "body.0.conv1.weight", "upconv1.weight"}),
@@ -247,44 +242,6 @@ def checkpoint_variant(state: Mapping[str, Any]) -> str | None:
     return None
 
 
-def is_openmmlab_model(state: Mapping[str, Any]) -> bool:
-    """Whether a state dict is an OpenMMLab model's (``generator.``, ``discriminator.`` keys)."""
-    return any(key.startswith((OPENMMLAB_GENERATOR, *OPENMMLAB_TRAINING_ONLY)) for key in state)
-
-
-def openmmlab_generator(state: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
-    """The generator's weights of an OpenMMLab model's state dict, ``generator.`` removed.
-
-    Keys of the training-only networks (``OPENMMLAB_TRAINING_ONLY``) are dropped;
-    any other key is kept as it is, so that strict loading names it. A file
-    without a single generator key raises ``InputError`` naming what it holds.
-    """
-    generator: dict[str, Any] = {}
-    dropped: dict[str, int] = {}
-    for key, value in state.items():
-        if key.startswith(OPENMMLAB_GENERATOR):
-            generator[key.removeprefix(OPENMMLAB_GENERATOR)] = value
-        elif training := next((p for p in OPENMMLAB_TRAINING_ONLY if key.startswith(p)), None):
-            dropped[training] = dropped.get(training, 0) + 1
-        else:
-            generator[key] = value
-    if not any(key.startswith(OPENMMLAB_GENERATOR) for key in state):
-        held = ", ".join(f"{count} {prefix} keys" for prefix, count in dropped.items())
-        raise InputError(
-            path,
-            f"OpenMMLab checkpoint without a generator: it holds {held or 'no known keys'} "
-            f"but no {OPENMMLAB_GENERATOR} keys (a discriminator-only file?); first keys: "
-            f"{', '.join(list(state)[:5])}",
-        )
-    if dropped:
-        log.info(
-            "%s: dropped the training-only networks of the OpenMMLab model (%s)",
-            path,
-            ", ".join(f"{prefix} {count} keys" for prefix, count in dropped.items()),
-        )
-    return generator
-
-
 def resolve_range(variant: str, output_range: Sequence[float] | None) -> tuple[int, int]:
     """The output range in effect: the option, or the variant's native range when unset."""
     if variant not in VARIANTS:
@@ -333,9 +290,9 @@ def load_network(
     # The tutorial's SRGAN Generator holds the SRResNet as ``net``.
     if all(key.startswith("net.") for key in state):
         state = {key.removeprefix("net."): value for key, value in state.items()}
-    openmmlab = is_openmmlab_model(state)
-    if openmmlab:
-        state = openmmlab_generator(state, path)
+    from_openmmlab = openmmlab.is_openmmlab_model(state, openmmlab.GAN_TRAINING_ONLY)
+    if from_openmmlab:
+        state = openmmlab.generator_weights(state, path, openmmlab.GAN_TRAINING_ONLY)
     found = checkpoint_variant(state)
     if found is None:
         if rrdbnet.checkpoint_layout(state):
@@ -377,8 +334,8 @@ def load_network(
         "msrresnet": "MSRResNet",
         "mmedit": "OpenMMLab MSRResNet",
     }[variant]
-    if openmmlab:
-        what += f" (key names below the file's {OPENMMLAB_GENERATOR} prefix)"
+    if from_openmmlab:
+        what += f" (key names below the file's {openmmlab.GENERATOR} prefix)"
     load_strict(net, {key: value.float() for key, value in state.items()}, path, what)
     log.info("loaded %s x%d, %d blocks, from %s", what, scale, num_block, path)
     return net.eval()
