@@ -401,9 +401,8 @@ def make_forward(net: DICNet, device: str):
     return forward
 
 
-def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
-    """The ``dic`` method: options as declared in ``pipeline.upscale.specs.face_sr``."""
-    net = load_dic(options["weights_path"]).to(device)
+def upscaler(net: DICNet, options: Mapping[str, Any], device: str) -> NetworkUpscaler:
+    """The ``Upscaler`` around a DICNet (already on ``device``), options as in ``specs.face_sr``."""
     return NetworkUpscaler(
         forward=make_forward(net, device),
         network=net,
@@ -415,3 +414,8 @@ def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
         input_size=INPUT_SIZE,
         input_kernel=options["input_kernel"],
     )
+
+
+def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
+    """The ``dic`` method: options as declared in ``pipeline.upscale.specs.face_sr``."""
+    return upscaler(load_dic(options["weights_path"]).to(device), options, device)

@@ -297,9 +297,9 @@ def make_forward(net: GLEANStyleGANv2):
     return forward
 
 
-def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
-    """The ``glean`` method: options as declared in ``pipeline.upscale.specs.face_sr``."""
-    net = load_glean(options["weights_path"]).to(device)
+def upscaler(net: GLEANStyleGANv2, options: Mapping[str, Any], device: str) -> NetworkUpscaler:
+    """The ``Upscaler`` around a GLEAN network (already on ``device``), options as in
+    ``specs.face_sr``: its input size and scale are the network's."""
     return NetworkUpscaler(
         forward=make_forward(net),
         network=net,
@@ -311,3 +311,8 @@ def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
         input_size=net.in_size,
         input_kernel=options["input_kernel"],
     )
+
+
+def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
+    """The ``glean`` method: options as declared in ``pipeline.upscale.specs.face_sr``."""
+    return upscaler(load_glean(options["weights_path"]).to(device), options, device)
