@@ -23,7 +23,13 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
-from tiny_models import openmmlab_checkpoint  # noqa: E402
+from face_sr_models import (  # noqa: E402
+    TINY_DIC,
+    TINY_GLEAN,
+    dic_checkpoint,
+    glean_checkpoint,
+    write_face_sr_checkpoints,
+)
 
 from pipeline.data.sources import hash_prefix  # noqa: E402
 from pipeline.io import InputError  # noqa: E402
@@ -42,39 +48,10 @@ from pipeline.upscale.stylegan2 import (  # noqa: E402
 from pipeline.upscale.torch_runtime import round_to_uint8, to_tensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_GLEAN = {
-    "in_size": 8,
-    "out_size": 32,
-    "style_channels": 8,
-    "channels": {4: 16, 8: 16, 16: 8, 32: 4},
-    "num_mlps": 2,
-    "rrdb_channels": 8,
-    "num_rrdbs": 1,
-    "rrdb_growth": 4,
-}
-TINY_DIC = {
-    "mid_channels": 8,
-    "num_blocks": 2,
-    "hg_mid_channels": 16,
-    "hg_num_keypoints": 68,
-    "num_fusion_blocks": 1,
-}
 
 
 def shapes(net: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in net.state_dict().items()}
-
-
-def randomized(net: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """The state dict with small random values (FIR kernels kept: they are constants)."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in net.state_dict().items():
-        if key.endswith("kernel"):
-            state[key] = value.clone()
-        else:
-            state[key] = (torch.rand(value.shape, generator=generator) - 0.5) * 0.4
-    return state
 
 
 def images(seed: int, n: int, size: int) -> np.ndarray:
@@ -246,26 +223,6 @@ def test_five_part_heatmaps_group_the_68_landmarks():
 # --- published wrapper layout: load, run, refuse ---------------------------------------
 
 
-def dic_checkpoint(seed: int, extra: dict | None = None) -> dict:
-    state = randomized(DICNet(**TINY_DIC), seed)
-    wrapper = {
-        "img_denormalize.weight": torch.eye(3).view(3, 3, 1, 1),
-        "img_denormalize.bias": torch.tensor(MEAN),
-        "step_counter": torch.tensor([150000.0]),
-    }
-    return openmmlab_checkpoint(state, {**wrapper, **(extra or {})})
-
-
-def glean_checkpoint(seed: int, extra: dict | None = None) -> dict:
-    state = randomized(GLEANStyleGANv2(**TINY_GLEAN), seed)
-    training = {
-        "discriminator.convs.0.0.weight_orig": torch.zeros(4, 3, 1, 1),
-        "perceptual_loss.vgg.vgg_layers.0.weight": torch.zeros(4, 3, 3, 3),
-        "perceptual_loss.vgg.mean": torch.zeros(1, 3, 1, 1),
-    }
-    return openmmlab_checkpoint(state, {**training, **(extra or {})})
-
-
 def test_dic_published_layout_loads_and_runs(tmp_path):
     path = tmp_path / "dic_x8c48b6_g4_150k_CelebAHQ_20210611-5d3439ca.pth"
     checkpoint = dic_checkpoint(1)
@@ -321,6 +278,17 @@ def test_glean_published_layout_loads_and_runs(tmp_path):
         "input_resized_with": "pil-area",
         "precision": "fp32",
     }
+
+
+def test_the_workflow_passes_the_fetched_file_through_the_weight_slot(tmp_path):
+    """As the upscale rule builds a method: the config block, and the fetched file by slot."""
+    for arch, path in write_face_sr_checkpoints(tmp_path).items():
+        upscaler = build_method(
+            {"arch": arch, "weights": f"{arch}_random"}, "cpu", {"weights": path}
+        )
+        out = upscaler(images(5, 1, 16), 64, [0])
+        assert out.images.shape == (1, 64, 64, 3)
+        assert out.facts[0]["input_size"] == {"dic": 16, "glean": 8}[arch]
 
 
 def test_wrong_layouts_name_the_file_and_the_keys(tmp_path):
