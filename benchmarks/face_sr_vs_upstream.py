@@ -17,9 +17,9 @@ Weights: each network's own initialisation, with every all-zero tensor
 (biases, noise strengths) filled with small random values so that no path is
 switched off. Sizes: DIC as published (48 channels, 6 blocks, hourglass 256,
 68 landmarks, 16 px in); GLEAN at 16 -> 128 px with a 16-wide style and two
-RRDBs (every code path of the published 64 -> 1024 network, a tenth of the
-memory), and with ``--full-glean`` also at the published 64 -> 1024 size
-(about 1 min of CPU and 8 GB of memory).
+RRDBs (every code path of the published 64 -> 1024 network, with half its
+parameters and 1/64 of its output pixels), and with ``--full-glean`` also at
+the published 64 -> 1024 size (about 1 min of CPU and 8 GB of memory).
 
     git clone --branch v0.16.0 --depth 1 https://github.com/open-mmlab/mmediting
     python benchmarks/face_sr_vs_upstream.py --mmedit mmediting [--full-glean]
@@ -181,6 +181,12 @@ def upstream_modules(checkout: Path) -> tuple[types.ModuleType, types.ModuleType
         default_init_weights=utils.default_init_weights,
         PixelShufflePack=upsample.PixelShufflePack,
     )
+    # Later 0.x releases' rrdb_net.py also imports pixel_unshuffle (unused by RRDB).
+    downsample = checkout / "mmedit/models/common/downsample.py"
+    if downsample.is_file():
+        common.pixel_unshuffle = load_file(
+            "mmedit.models.common.downsample", downsample
+        ).pixel_unshuffle
     sys.modules["mmedit.models.common"] = common
     hourglass = load_file(
         "mmedit.models.extractors.feedback_hour_glass", file["feedback_hour_glass"]
