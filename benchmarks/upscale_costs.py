@@ -13,6 +13,13 @@ kind (``cpu`` or ``cuda``), which ``pipeline.upscale.plan`` reads:
 - ``pulse``: the 1024 px StyleGAN synthesis (PULSE's architecture) searching
   one 32 px input for ``--pulse-steps`` steps; seconds per step per item (the
   plan multiplies by the method's ``steps``).
+- ``gfpgan``, ``codeformer``, ``restoreformer``: spandrel's networks at the
+  published size, at 32 -> 128 px through their 512 px input and output
+  (batch ``--face-batch``); the figure holds for every input size
+  (``input_size`` in the entry).
+
+``--archs`` measures only the architectures named and merges them into the
+device's existing entry (each such entry records its own ``when`` and load).
 
     .venv/bin/python benchmarks/upscale_costs.py                  # CUDA if any, else CPU
     .venv/bin/python benchmarks/upscale_costs.py --device cpu --out /tmp/costs.json
@@ -63,6 +70,19 @@ def cnn_upscalers(device: str) -> dict[str, tuple[Any, str]]:
     }
 
 
+def face_upscalers(device: str) -> dict[str, tuple[Any, str]]:
+    from pipeline.upscale import face_restoration
+
+    options = {"input_kernel": "pil-bicubic", "resample_kernel": "pil-bicubic"}
+    options.update(tf32=False, bf16=False)
+    upscalers = {}
+    for arch in face_restoration.ARCHITECTURES:
+        net = face_restoration.untrained(arch).eval().to(device)
+        upscaler = face_restoration.upscaler(net, {**options, "arch": arch}, device)
+        upscalers[arch] = (upscaler, f"spandrel {face_restoration.ARCHITECTURES[arch]}, 512 px")
+    return upscalers
+
+
 def pulse_step_seconds(device: str, steps: int) -> float:
     import torch
 
@@ -86,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--min-seconds", type=float, default=5.0)
     parser.add_argument("--pulse-steps", type=int, default=2)
+    parser.add_argument("--face-batch", type=int, default=2)
+    parser.add_argument("--archs", nargs="+", default=None, help="measure only these")
     parser.add_argument("--out", type=Path, default=COSTS)
     args = parser.parse_args(argv)
 
@@ -95,38 +117,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     kind = "cuda" if device.startswith("cuda") else "cpu"
     name = device_name(device)
     load_before = os.getloadavg()
+    wanted = set(args.archs or REGISTRY)
     archs: dict[str, dict[str, Any]] = {}
-    for arch, (model, network) in cnn_upscalers(device).items():
-        speed = measure(model, args.batch, args.min_seconds, repeats=1)
+    cnn = {a: m for a, m in cnn_upscalers(device).items() if a in wanted}
+    face = face_upscalers(device) if wanted & {"gfpgan", "codeformer", "restoreformer"} else {}
+    for arch, (model, network) in [*cnn.items(), *face.items()]:
+        batch = args.face_batch if arch in face else args.batch
+        speed = measure(model, batch, args.min_seconds, repeats=1)
         archs[arch] = {
             "seconds_per_item": round(1 / speed["images_per_second"], 6),
             "lr": LR,
             "hr": HR,
-            "batch": args.batch,
+            "batch": batch,
             "network": network,
         }
+        if arch in face:
+            archs[arch]["input_size"] = model.input_size
         print(f"{arch:12s} {archs[arch]['seconds_per_item']:.4g} s/item", flush=True)
-    archs["pulse"] = {
-        "seconds_per_step": round(pulse_step_seconds(device, args.pulse_steps), 4),
-        "measured_steps": args.pulse_steps,
-        "batch": 1,
-        "network": "StyleGAN synthesis 1024 px, 32 px input",
-    }
-    print(f"pulse        {archs['pulse']['seconds_per_step']:.4g} s/step/item", flush=True)
-    missing = sorted(set(REGISTRY) - set(archs))
+    if "pulse" in wanted:
+        archs["pulse"] = {
+            "seconds_per_step": round(pulse_step_seconds(device, args.pulse_steps), 4),
+            "measured_steps": args.pulse_steps,
+            "batch": 1,
+            "network": "StyleGAN synthesis 1024 px, 32 px input",
+        }
+        print(f"pulse        {archs['pulse']['seconds_per_step']:.4g} s/step/item", flush=True)
+    missing = sorted(wanted - set(archs))
     if missing:
         raise SystemExit(f"no cost measured for registered architectures {missing}")
     facts = run_facts(load_before)
     costs = json.loads(args.out.read_text()) if args.out.is_file() else {"devices": {}}
-    costs["devices"][kind] = {
-        "device_name": name,
-        "when": facts["when"],
-        "torch": facts["torch"],
-        "threads": facts["torch_threads"],
-        "load_average_1min": facts["load_average_1min"],
-        "precision": "fp32",
-        "archs": archs,
-    }
+    if args.archs:
+        # A partial run: its entries join the device's others, each with its own circumstances.
+        for entry in archs.values():
+            entry.update(when=facts["when"], load_average_1min=facts["load_average_1min"])
+        previous = costs["devices"].get(kind)
+        if previous is None:
+            raise SystemExit(f"--archs needs a full measurement of {kind} in {args.out} first")
+        previous["archs"].update(archs)
+    else:
+        costs["devices"][kind] = {
+            "device_name": name,
+            "when": facts["when"],
+            "torch": facts["torch"],
+            "threads": facts["torch_threads"],
+            "load_average_1min": facts["load_average_1min"],
+            "precision": "fp32",
+            "archs": archs,
+        }
     write_json(args.out, costs)
     print(f"wrote {args.out}")
     return costs

@@ -6,7 +6,9 @@ Its time estimates come from measured costs, one table per device kind, in
 ``pipeline/upscale/costs.json`` (written by ``benchmarks/upscale_costs.py`` on
 the machine it names; a device kind nobody has measured yet is shown as such,
 never guessed). A CNN's cost per item scales with the input's pixels from the
-size it was measured at; PULSE's with its number of steps.
+size it was measured at, except for networks of a fixed input size (the
+512 px face restoration models: ``input_size`` in their entry), which cost
+the same for every input; PULSE's with its number of steps.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def seconds_per_item(
     if "seconds_per_step" in entry:
         steps = method.get("steps") or get_arch(method["arch"]).defaults.get("steps", 1)
         return float(entry["seconds_per_step"]) * int(steps)
+    if "input_size" in entry:  # every input is resized to the network's fixed size first
+        return float(entry["seconds_per_item"])
     return float(entry["seconds_per_item"]) * (lr / entry["lr"]) ** 2
 
 
