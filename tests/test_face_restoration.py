@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
+from conftest import REPO
 
 from pipeline.io import InputError
 from pipeline.upscale import build_method, check_method, get_arch
+from pipeline.workflow import load_config, method_weights
 
 pytest.importorskip("spandrel_extra_arches")
 import torch
@@ -121,3 +124,19 @@ def test_a_mis_shaped_tensor_is_named(face_checkpoints, tmp_path):
     message = str(caught.value)
     assert str(path) in message and "does not fit spandrel's GFPGAN network" in message
     assert "conv_body_first.bias" in message and "final_linear.weight" in message
+
+
+def test_the_shipped_config_checks_with_the_extras_on():
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+    checkpoints = {"gfpgan": "gfpgan_v1_4", "codeformer": "codeformer"}
+    checkpoints["restoreformer"] = "restoreformer"
+    for method in ARCHS:
+        assert shipped["methods"][method]["enabled"] is False
+        shipped["methods"][method]["enabled"] = True
+    config = load_config(shipped)
+    for method, weights in checkpoints.items():
+        assert method_weights(config, method) == {"weights": f"resources/weights/{weights}.pth"}
+        assert config["weights"][weights]["url"].startswith("https://github.com/")
+    shipped["methods"]["codeformer"]["w"] = 2
+    with pytest.raises(ValueError, match=r"methods\.codeformer\.w"):
+        load_config(shipped)
