@@ -117,6 +117,7 @@ def test_a_mis_shaped_tensor_is_named(face_checkpoints, tmp_path):
     state = torch.load(face_checkpoints["gfpgan"], weights_only=True)["params_ema"]
     state["final_linear.weight"] = state["final_linear.weight"][:, :100]
     del state["conv_body_first.bias"]
+    state["conv_body_extra.weight"] = torch.zeros(1)  # an unknown tensor is no silent drop
     path = tmp_path / "GFPGANv1.4.pth"
     torch.save({"params_ema": state}, path)
     with pytest.raises(InputError) as caught:
@@ -124,6 +125,7 @@ def test_a_mis_shaped_tensor_is_named(face_checkpoints, tmp_path):
     message = str(caught.value)
     assert str(path) in message and "does not fit spandrel's GFPGAN network" in message
     assert "conv_body_first.bias" in message and "final_linear.weight" in message
+    assert "conv_body_extra.weight" in message
 
 
 def test_the_shipped_config_checks_with_the_extras_on():

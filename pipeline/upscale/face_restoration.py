@@ -144,8 +144,7 @@ def load(path: str | Path, arch: str) -> torch.nn.Module:
         raise InputError(
             path,
             f"is not a {expected} checkpoint (methods of arch {arch!r} need one): "
-            f"spandrel detects {what}; "
-            f"keys: {_keys(state)}",
+            f"spandrel detects {what}; keys: {_keys(state)}",
         )
     try:
         descriptor = known[expected].architecture.load(dict(state))
