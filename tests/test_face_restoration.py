@@ -142,3 +142,43 @@ def test_the_shipped_config_checks_with_the_extras_on():
     shipped["methods"]["codeformer"]["w"] = 2
     with pytest.raises(ValueError, match=r"methods\.codeformer\.w"):
         load_config(shipped)
+
+
+# The top-level modules of the authors' networks, read from their sources
+# (GFPGAN's gfpganv1_clean_arch.py and restoreformer_arch.py, CodeFormer's
+# codeformer_arch.py with the VQAutoEncoder it extends): the first component
+# of every key of the published files.
+UPSTREAM_MODULES = {
+    "gfpgan": {
+        "conv_body_first",
+        "conv_body_down",
+        "final_conv",
+        "conv_body_up",
+        "toRGB",
+        "final_linear",
+        "stylegan_decoder",
+        "condition_scale",
+        "condition_shift",
+    },
+    "codeformer": {
+        "encoder",
+        "quantize",
+        "generator",
+        "position_emb",
+        "feat_emb",
+        "ft_layers",
+        "idx_pred_layer",
+        "fuse_convs_dict",
+    },
+    "restoreformer": {"encoder", "decoder", "quantize", "quant_conv", "post_quant_conv"},
+}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_spandrels_networks_have_the_authors_module_names(arch):
+    with torch.device("meta"):
+        state = face_restoration.untrained(arch).state_dict()
+    assert {key.split(".")[0] for key in state} == UPSTREAM_MODULES[arch]
+    # And spandrel recognises them as the architecture the method declares.
+    found = face_restoration.detected(state, face_restoration.registry())
+    assert found == [face_restoration.ARCHITECTURES[arch]]
