@@ -17,6 +17,10 @@ kind (``cpu`` or ``cuda``), which ``pipeline.upscale.plan`` reads:
   output): the published networks' full size, at 32 -> 128 px through their
   fixed input and output (batch ``--face-batch``); the figure holds for every
   input size (``input_size`` in the entry).
+- ``gfpgan``, ``codeformer``, ``restoreformer``: spandrel's networks at the
+  published size, at 32 -> 128 px through their 512 px input and output
+  (batch ``--face-batch``); the figure holds for every input size
+  (``input_size`` in the entry).
 
 ``--archs`` measures only the architectures named and merges them into the
 device's existing entry (each such entry records its own ``when`` and load).
@@ -87,6 +91,19 @@ def face_sr_upscalers(device: str) -> dict[str, tuple[Any, str]]:
     }
 
 
+def face_upscalers(device: str) -> dict[str, tuple[Any, str]]:
+    from pipeline.upscale import face_restoration
+
+    options = {"input_kernel": "pil-bicubic", "resample_kernel": "pil-bicubic"}
+    options.update(tf32=False, bf16=False)
+    upscalers = {}
+    for arch in face_restoration.ARCHITECTURES:
+        net = face_restoration.untrained(arch).eval().to(device)
+        upscaler = face_restoration.upscaler(net, {**options, "arch": arch}, device)
+        upscalers[arch] = (upscaler, f"spandrel {face_restoration.ARCHITECTURES[arch]}, 512 px")
+    return upscalers
+
+
 def pulse_step_seconds(device: str, steps: int) -> float:
     import torch
 
@@ -125,6 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     archs: dict[str, dict[str, Any]] = {}
     cnn = {a: m for a, m in cnn_upscalers(device).items() if a in wanted}
     face = face_sr_upscalers(device) if wanted & {"dic", "glean"} else {}
+    if wanted & {"gfpgan", "codeformer", "restoreformer"}:
+        face.update(face_upscalers(device))
     face = {a: m for a, m in face.items() if a in wanted}
     for arch, (model, network) in [*cnn.items(), *face.items()]:
         batch = args.face_batch if arch in face else args.batch

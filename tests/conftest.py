@@ -193,3 +193,13 @@ def run_snakemake(
             f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
         )
     return result
+
+
+@pytest.fixture(scope="session")
+def face_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """GFPGAN v1.4, CodeFormer and RestoreFormer with random weights in their published
+    layouts (``tests/face_models.py``; about 1 GB), made once per session: arch -> file."""
+    pytest.importorskip("spandrel_extra_arches")
+    from face_models import write_face_checkpoints
+
+    return write_face_checkpoints(tmp_path_factory.mktemp("face_checkpoints"))
