@@ -1,0 +1,441 @@
+"""The training loop: a generator trained on cached pairs, resumable, with its history.
+
+Conventions:
+
+- Inputs and targets are RGB in [0, 1] (``uint8 / 255``). A ``paper``
+  generator with output range [-1, 1] ends in tanh; its output is mapped by
+  ``(y + 1) / 2`` before the loss, exactly as the upscale stage maps it
+  (:func:`pipeline.upscale.srresnet.make_forward`), so a trained checkpoint
+  runs as a method with no further option.
+- Batches are drawn without replacement, epoch by epoch: the permutation of
+  epoch ``e`` and the flips of iteration ``i`` come from
+  ``numpy.random.default_rng([seed, ...])`` and depend on nothing else, so a
+  resumed run draws the batches an uninterrupted one would.
+- **Checkpoints.** Every ``checkpoint_every`` iterations the whole state is
+  written atomically to ``resume.pth`` beside the final checkpoint: the
+  generator's weights under ``params`` (the key the upscale loaders read), the
+  optimiser and scheduler states, the python, numpy and torch RNG states, the
+  iteration, the history so far, and the digest of the model's config. The same
+  call with the same config resumes from it (a changed config starts afresh);
+  on CPU it reaches the same final weights as an uninterrupted run. The
+  final checkpoint (same layout) is written at the end, then ``resume.pth``
+  is removed, so that a later rerun (changed code) trains from scratch.
+- A non-finite loss stops the run with ``TrainingError`` naming the iteration;
+  ``resume.pth`` stays at the last good checkpoint.
+- History: one row every ``validate_every`` iterations and at the last
+  (columns in :data:`pipeline.train.HISTORY_COLUMNS`, plus ``loss_<term>``
+  per loss term): validation PSNR-Y / SSIM-Y (BasicSR conventions, on the
+  8-bit outputs, ``crop_border`` cut) and LPIPS of the measure stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from pipeline.io import atomic_path, write_parquet
+from pipeline.measure.perceptual import lpips_distance
+from pipeline.measure.quality import psnr_batch, ssim_batch
+from pipeline.provenance import config_digest
+from pipeline.torch_io import load_weights_file
+from pipeline.train import HISTORY_COLUMNS
+from pipeline.train.crops import Crops
+from pipeline.upscale.srresnet import new_network, resolve_range
+from pipeline.upscale.torch_runtime import round_to_uint8, to_tensor
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "facebench-train-1"
+RESUME_NAME = "resume.pth"
+# Validation batches (inference only; outputs are moved to the CPU per batch).
+VAL_BATCH = 16
+PIXEL_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot go on (a non-finite loss); the message names the iteration."""
+
+
+def scale_of(model: Mapping[str, Any]) -> int:
+    """The model's factor ``hr / lr`` (the config check makes it a whole 4 or 8)."""
+    return int(model["task"]["hr"]) // int(model["task"]["lr"])
+
+
+def output_range_of(model: Mapping[str, Any]) -> tuple[int, int]:
+    return resolve_range(model["variant"], model.get("output_range"))
+
+
+def make_generator(model: Mapping[str, Any]) -> nn.Module:
+    """A freshly initialised generator of the model's variant, width and depth."""
+    return new_network(
+        model["variant"],
+        scale_of(model),
+        output_range_of(model),
+        int(model["num_feat"]),
+        int(model["num_block"]),
+    )
+
+
+def to_unit(output: torch.Tensor, output_range: tuple[int, int]) -> torch.Tensor:
+    """A generator's output mapped to [0, 1] (unclamped), as the upscale stage maps it."""
+    return (output + 1.0) / 2.0 if output_range == (-1, 1) else output
+
+
+def batch_indices(n: int, batch_size: int, seed: int, iteration: int) -> np.ndarray:
+    """The items of iteration ``iteration``'s batch: positions of per-epoch permutations."""
+    positions = np.arange(iteration * batch_size, (iteration + 1) * batch_size)
+    epochs, offsets = np.divmod(positions, n)
+    out = np.empty(batch_size, dtype=np.int64)
+    for epoch in np.unique(epochs):
+        order = np.random.default_rng([seed, 0, int(epoch)]).permutation(n)
+        chosen = epochs == epoch
+        out[chosen] = order[offsets[chosen]]
+    return out
+
+
+def flips(batch_size: int, seed: int, iteration: int) -> np.ndarray:
+    """Which items of iteration ``iteration``'s batch are mirrored left-right."""
+    return np.random.default_rng([seed, 1, iteration]).random(batch_size) < 0.5
+
+
+def training_batch(
+    crops: Crops, model: Mapping[str, Any], iteration: int, device: str, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (LR, HR) float batches of an iteration on ``device``, in [0, 1]."""
+    index = batch_indices(len(crops), int(model["batch_size"]), int(model["seed"]), iteration)
+    lr, hr = np.asarray(crops.lr[index]), np.asarray(crops.hr[index])
+    if model["flip"]:
+        mirror = flips(len(index), int(model["seed"]), iteration)
+        lr[mirror], hr[mirror] = lr[mirror, :, ::-1], hr[mirror, :, ::-1]
+    lr_t, hr_t = to_tensor(lr, device), to_tensor(hr, device)
+    if channels_last:
+        lr_t = lr_t.contiguous(memory_format=torch.channels_last)
+        hr_t = hr_t.contiguous(memory_format=torch.channels_last)
+    return lr_t, hr_t
+
+
+def make_optimiser(params: Any, options: Mapping[str, Any]) -> torch.optim.Optimizer:
+    if options["name"] != "adam":
+        raise ValueError(f"optimiser.name: unknown optimiser {options['name']!r}")
+    return torch.optim.Adam(
+        params,
+        lr=float(options["lr"]),
+        betas=tuple(float(b) for b in options["betas"]),
+        weight_decay=float(options["weight_decay"]),
+    )
+
+
+def make_scheduler(
+    optimiser: torch.optim.Optimizer, options: Mapping[str, Any], iterations: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-iteration schedule; ``constant`` is a step schedule without milestones
+    (every scheduler here saves and restores its state as plain numbers)."""
+    kind = options["kind"]
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, T_max=iterations, eta_min=float(options["eta_min"])
+        )
+    milestones = list(options["milestones"]) if kind == "step" else []
+    return torch.optim.lr_scheduler.MultiStepLR(
+        optimiser, milestones=milestones, gamma=float(options["gamma"])
+    )
+
+
+def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on ``device``'s type when ``bf16`` (torch runs it on CPU too)."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Run:
+    """What a training run holds between iterations (everything a checkpoint saves)."""
+
+    model: Mapping[str, Any]
+    generator: nn.Module
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    iteration: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return config_digest(dict(self.model))
+
+
+def rng_states() -> dict[str, Any]:
+    """The python, numpy (legacy global) and torch RNG states, as plain values and tensors."""
+    version, internal, gauss = random.getstate()
+    numpy = np.random.get_state(legacy=False)
+    states: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "state": numpy["state"]["key"].tolist(),
+            "pos": int(numpy["state"]["pos"]),
+            "has_gauss": int(numpy["has_gauss"]),
+            "gauss": float(numpy["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    python = states["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    numpy = states["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": np.array(numpy["state"], dtype=np.uint32), "pos": numpy["pos"]},
+            "has_gauss": numpy["has_gauss"],
+            "gauss": numpy["gauss"],
+        }
+    )
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(run: Run, path: str | Path) -> None:
+    """Write the run's whole state to ``path`` atomically (layout in the module docstring)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model_digest": run.digest,
+        "iteration": run.iteration,
+        "params": {k: v.detach().cpu() for k, v in run.generator.state_dict().items()},
+        "optimiser": run.optimiser.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": rng_states(),
+        "history": list(run.history),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def try_resume(run: Run, path: Path) -> bool:
+    """Load ``path`` into ``run`` when it holds a checkpoint of the same model config."""
+    if not path.is_file():
+        return False
+    state = load_weights_file(path, "training checkpoint")
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("model_digest") != run.digest:
+        log.warning("%s: a checkpoint of another model config; training from scratch", path)
+        return False
+    run.generator.load_state_dict(state["params"])
+    run.optimiser.load_state_dict(state["optimiser"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_rng_states(state["rng"])
+    run.iteration = int(state["iteration"])
+    run.history = list(state["history"])
+    log.info("%s: resuming at iteration %d", path, run.iteration)
+    return True
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass
+class Validation:
+    """The validation pairs and how they are scored."""
+
+    crops: Crops
+    crop_border: int
+    lpips: torch.nn.Module | None = None
+
+
+def validate(run: Run, validation: Validation, device: str) -> dict[str, float]:
+    """Mean PSNR-Y, SSIM-Y and LPIPS (NaN when off) of the generator's 8-bit outputs."""
+    output_range = output_range_of(run.model)
+    net = run.generator
+    net.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(validation.crops), VAL_BATCH):
+            lr = to_tensor(np.asarray(validation.crops.lr[start : start + VAL_BATCH]), device)
+            outputs.append(round_to_uint8(to_unit(net(lr), output_range)))
+    net.train()
+    sr, hr = np.concatenate(outputs), np.asarray(validation.crops.hr)
+    metrics = {
+        "val_psnr_y": float(np.mean(psnr_batch(sr, hr, validation.crop_border, y_channel=True))),
+        "val_ssim_y": float(np.mean(ssim_batch(sr, hr, validation.crop_border, y_channel=True))),
+        "val_lpips": float("nan"),
+    }
+    if validation.lpips is not None:
+        metrics["val_lpips"] = float(np.mean(lpips_distance(validation.lpips, sr, hr)))
+    return metrics
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def step(run: Run, lr: torch.Tensor, hr: torch.Tensor, device: str) -> dict[str, float]:
+    """One optimiser step of the generator; the loss terms as floats.
+
+    Raises ``TrainingError`` before the update when the loss is not finite.
+    """
+    model = run.model
+    with autocast(device, bool(model["bf16"])):
+        sr = to_unit(run.generator(lr), output_range_of(model))
+    loss = PIXEL_LOSSES[model["loss"]](sr.float(), hr)
+    value = float(loss.detach())
+    if not np.isfinite(value):
+        raise TrainingError(
+            f"iteration {run.iteration + 1}: the {model['loss']} loss is {value}; stopped "
+            "(the last good checkpoint is kept: lower optimiser.lr, or check the data)"
+        )
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimiser.step()
+    run.scheduler.step()
+    return {"loss": value, f"loss_{model['loss']}": value}
+
+
+def new_run(model: Mapping[str, Any], device: str) -> Run:
+    """A run at iteration 0: the generator initialised from ``torch.manual_seed(seed)``."""
+    seed = int(model["seed"])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    generator = make_generator(model).to(device)
+    if model["channels_last"]:
+        generator = generator.to(memory_format=torch.channels_last)
+    generator.train()
+    optimiser = make_optimiser(generator.parameters(), model["optimiser"])
+    scheduler = make_scheduler(optimiser, model["schedule"], int(model["iterations"]))
+    return Run(model=model, generator=generator, optimiser=optimiser, scheduler=scheduler)
+
+
+def train(
+    model: Mapping[str, Any],
+    train_crops: Crops,
+    validation: Validation,
+    checkpoint: str | Path,
+    history: str | Path,
+    *,
+    device: str = "cpu",
+    name: str = "model",
+) -> pd.DataFrame:
+    """Train ``model`` (a checked ``models.<name>`` block) and write its outputs.
+
+    Resumes from ``resume.pth`` beside ``checkpoint`` when it holds this model
+    config's state. Writes ``checkpoint`` and ``history`` (parquet) atomically
+    and returns the history.
+    """
+    checkpoint = Path(checkpoint)
+    resume = checkpoint.with_name(RESUME_NAME)
+    run = new_run(model, device)
+    try_resume(run, resume)
+    iterations = int(model["iterations"])
+    every_checkpoint = int(model["checkpoint_every"])
+    every_row = int(model["validate_every"])
+    channels_last = bool(model["channels_last"])
+    terms: dict[str, float] = {}
+    steps, images, seconds = 0, 0, 0.0
+    bar = tqdm(total=iterations, initial=run.iteration, desc=f"train {name}", mininterval=5)
+    while run.iteration < iterations:
+        began = time.perf_counter()
+        lr, hr = training_batch(train_crops, model, run.iteration, device, channels_last)
+        values = step(run, lr, hr, device)
+        run.iteration += 1
+        seconds += time.perf_counter() - began
+        steps, images = steps + 1, images + len(lr)
+        for key, value in values.items():
+            terms[key] = terms.get(key, 0.0) + value
+        bar.update(1)
+        bar.set_postfix(loss=f"{values['loss']:.4g}", img_s=f"{images / seconds:.1f}")
+        if run.iteration % every_row == 0 or run.iteration == iterations:
+            row = {
+                "iteration": run.iteration,
+                **{key: total / steps for key, total in terms.items()},
+                "lr": float(run.optimiser.param_groups[0]["lr"]),
+                "images_per_s": images / seconds,
+                **validate(run, validation, device),
+            }
+            run.history.append(row)
+            log.info("%s", ", ".join(f"{k} {v:.5g}" for k, v in row.items()))
+            terms, steps, images, seconds = {}, 0, 0, 0.0
+        if run.iteration % every_checkpoint == 0 and run.iteration < iterations:
+            save_checkpoint(run, resume)
+    bar.close()
+    save_checkpoint(run, checkpoint)
+    frame = history_frame(run.history)
+    write_parquet(history, frame)
+    resume.unlink(missing_ok=True)
+    return frame
+
+
+def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
+    """The history rows as a table: :data:`HISTORY_COLUMNS` first, then the loss terms."""
+    frame = pd.DataFrame(rows)
+    for column in HISTORY_COLUMNS:
+        if column not in frame:
+            frame[column] = np.nan
+    extra = sorted(c for c in frame.columns if c not in HISTORY_COLUMNS)
+    frame = frame[[*HISTORY_COLUMNS, *extra]]
+    return frame.astype({"iteration": "int64"})
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_steps(
+    recipe: Mapping[str, Any],
+    device: str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+    steps: int = 5,
+    warmup: int = 1,
+) -> dict[str, float]:
+    """Time training steps of ``recipe`` (a checked model block) on random data.
+
+    For benchmarks: no data set is read; batches of the recipe's size and task
+    are drawn from a fixed seed. Returns ``images_per_s``, ``seconds_per_step``
+    (wall clock, after ``warmup`` steps; CUDA synchronised) and
+    ``cpu_seconds_per_step`` (this process's CPU time).
+    """
+    model = {**recipe, "bf16": bf16, "channels_last": channels_last}
+    run = new_run(model, device)
+    batch, lr_size, hr_size = int(model["batch_size"]), model["task"]["lr"], model["task"]["hr"]
+    rng = np.random.default_rng(0)
+    lr = to_tensor(rng.integers(0, 256, (batch, lr_size, lr_size, 3), dtype=np.uint8), device)
+    hr = to_tensor(rng.integers(0, 256, (batch, hr_size, hr_size, 3), dtype=np.uint8), device)
+    if channels_last:
+        lr = lr.contiguous(memory_format=torch.channels_last)
+        hr = hr.contiguous(memory_format=torch.channels_last)
+
+    def sync() -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step(run, lr, hr, device)
+    sync()
+    began, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step(run, lr, hr, device)
+    sync()
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    return {
+        "images_per_s": batch * steps / wall,
+        "seconds_per_step": wall / steps,
+        "cpu_seconds_per_step": cpu / steps,
+    }
