@@ -33,6 +33,8 @@ wildcard_constraints:
     kernel=r"[a-z0-9-]+",
     role=r"source|metadata",
     weights=r"[A-Za-z0-9_]+",
+    model=r"[A-Za-z0-9_]+",
+    split=r"train|val|test",
     derived="|".join(facebench.derived_slots()) or "(?!)",
 
 
@@ -135,5 +137,6 @@ def all_targets(wildcards):
         f"{RESULTS}/plan.md",
         f"{RESULTS}/metrics/per_image.parquet",
         f"{RESULTS}/metrics/summary.csv",
+        *facebench.model_histories(config),
         REPORT_DIR,
     ]

@@ -19,6 +19,8 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
   ``mmedit`` (OpenMMLab)), ``output_range`` (``[-1, 1]`` or ``[0, 1]``;
   default: the variant's own, [-1, 1] for paper, [0, 1] for the others),
   ``input_norm`` (``unit`` or ``imagenet``). See ``pipeline.upscale.srresnet``.
+- srresnet/srgan only: ``trained`` instead of ``weights``: a model the train
+  stage makes (``models.<name>``, see ``pipeline.train``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ SRRESNET, SRGAN = (
         uses_gpu=True,
         stochastic=False,
         weight_slots={"weights": "weights_path"},
+        trainable=True,
     )
     for name in ("srresnet", "srgan")
 )
