@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from conftest import REPO, smooth_image
 from pipeline.config import apply_definition
 from pipeline.io import InputError, save_png
 from pipeline.resize import downscale
+from pipeline.workflow import load_config
 
 torch = pytest.importorskip("torch")
 
@@ -50,7 +52,7 @@ def write_shards(root: Path, count: int, splits: list[str]) -> tuple[Path, list[
     ids = [f"img{index:02d}" for index in range(count)]
     manifest = root / "manifest.parquet"
     pd.DataFrame({"image_id": ids, "split": splits}).to_parquet(manifest)
-    aligned, lrs = [root / "aligned/shard-0000", root / "aligned/shard-0001"], []
+    aligned = [root / "aligned/shard-0000", root / "aligned/shard-0001"]
     for index, image_id in enumerate(ids):
         hr = smooth_image(rng, HR, HR)
         save_png(aligned[index % 2] / f"{image_id}.png", hr)
@@ -208,3 +210,60 @@ def test_killed_with_sigkill_it_resumes_to_the_weights_of_an_uninterrupted_run(c
         assert torch.equal(resumed["params"][key], value), key
     history = pd.read_parquet(killed / "history.parquet")
     assert list(history["iteration"]) == [100, 200, 300, 400]
+
+
+# --------------------------------------------------------------------------- config
+
+CONFIG = {
+    "run_name": "t",
+    "datasets": {"faces": {"source": {"path": "/data/faces"}}},
+    "tasks": [{"lr": 16, "hr": 64}],
+    "kernels": ["pil-bicubic"],
+    "methods": {"mine": {"arch": "srresnet", "trained": "face"}},
+    "models": {"face": {"dataset": "faces", "task": {"lr": 16, "hr": 64}, "iterations": 10}},
+    "measure": {"lpips": {"enabled": False}},
+}
+
+
+def config_with(**changes) -> dict:
+    import copy
+
+    config = copy.deepcopy(CONFIG)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return config
+
+
+def test_a_trained_method_takes_its_model_s_layout_and_checkpoint():
+    from pipeline.workflow import method_weights, model_options, model_validation
+
+    config = load_config(config_with(models__face__output_range=[0, 1]))
+    method = config["methods"]["mine"]
+    assert (method["variant"], method["scale"], method["output_range"]) == ("paper", 4, [0, 1])
+    assert method_weights(config, "mine") == {"weights": "resources/models/face/checkpoint.pth"}
+    assert "gpus" not in model_options(config, "face")
+    assert model_validation(config, "face") == {"crop_border": 4, "lpips": None}
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"methods__mine__trained": "other"}, "methods.mine.trained: no model named 'other'"),
+        ({"methods__mine__weights": "x"}, "`trained` and `weights` both name"),
+        ({"methods__mine__arch": "esrgan"}, "arch 'esrgan' cannot run a trained model"),
+        ({"methods__mine__variant": "msrresnet"}, "methods.mine.variant: 'msrresnet', but"),
+        ({"models__face__dataset": "nope"}, "models.face.dataset: no data set named 'nope'"),
+        ({"models__face__task": {"lr": 16, "hr": 48}}, "models.face.task: 16 -> 48 px"),
+        ({"models__face__output_range": [-1, 2]}, "models.face.output_range"),
+        ({"models__face__bogus": 1}, "models.face: Additional properties"),
+    ],
+)
+def test_model_and_trained_method_mistakes_name_the_key(changes, named):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(config_with(**changes))

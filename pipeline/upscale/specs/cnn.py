@@ -8,7 +8,7 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
 - ``weights``: name of a checkpoint in the config's ``weights`` section; the
   weights stage fetches it and the build receives its path as ``weights_path``.
 - ``scale``: the network's own factor; must match the checkpoint (checked at
-  load). esrgan: 4. srresnet/srgan: 4 or 8 (variants ``msrresnet``, ``mmedit``: 4).
+  load). esrgan: 4. srresnet/srgan: 2, 4 or 8 (variants ``msrresnet``, ``mmedit``: 4).
 - ``resample_kernel``: kernel that brings the network's ``scale x lr`` output
   to the task's ``hr`` size when they differ (``pipeline.resize.KERNELS``;
   default ``pil-bicubic``); reported per image as ``resampled_with``.
@@ -85,7 +85,7 @@ ESRGAN = ArchSpec(
 
 SRRESNET_OPTIONS = {
     **COMMON,
-    "scale": lambda value: _is_int(value) and value in (4, 8),
+    "scale": lambda value: _is_int(value) and value in (2, 4, 8),
     "variant": lambda value: value in ("paper", "msrresnet", "mmedit"),
     "output_range": _is_range,
     "input_norm": lambda value: value in ("unit", "imagenet"),
