@@ -1,0 +1,1 @@
+"""Training of super-resolution networks on a data set's train split."""
