@@ -111,8 +111,7 @@ def _conv_entries(state_dict: Mapping[str, torch.Tensor], arch: str) -> dict[str
     ``classifier.*`` (a full torchvision checkpoint) is ignored. Anything else,
     or a key that is no convolution of ``arch``, is refused.
     """
-    convs = {index for name, index, _ in _vgg_layers(arch) if name.startswith("conv")}
-    expected = {f"{index}.{kind}" for index in convs for kind in ("weight", "bias")}
+    expected = _conv_keys(arch)
     entries: dict[str, torch.Tensor] = {}
     unexpected = []
     for key, value in state_dict.items():
@@ -176,8 +175,10 @@ class VGGFeatureLoss(nn.Module):
     (batch, channels, positions). The paper chose 1/12.75 to make the VGG loss
     of its Caffe network comparable to its pixel MSE on [-1, 1]; torchvision's
     features have their own magnitudes, so the factor keeps the paper's recipe
-    readable, not its exact loss values: tune the content/adversarial balance
-    with the loss weights, or pass another ``feature_scale``.
+    readable, not its exact loss values (on bicubic x4 faces against their HR,
+    torchvision VGG16's scaled relu2_2 and relu5_3 losses are of the same order as
+    the [-1, 1] pixel MSE, as the paper intended): tune the content/adversarial
+    balance with the loss weights, or pass another ``feature_scale``.
 
     The network is frozen (``requires_grad`` False) and stays in eval mode even
     when a parent module calls ``train()``; gradients flow to ``sr`` only (the
