@@ -54,6 +54,10 @@ MODELS_DIR = "resources/models"
 # Keys of a model's config block that its training does not depend on: how many
 # GPUs run it (the batch is split among them; see pipeline.train.loop).
 NOT_TRAINING = ("gpus",)
+# The content losses that need torchvision's VGG (a `weights` entry).
+VGG_LOSSES = ("vgg", "mse+vgg")
+# What a generator's checkpoint must share with the model it initialises (init_from).
+GENERATOR_LAYOUT = ("variant", "num_feat", "num_block", "task", "output_range")
 # Keys of a data set's config block that its catalog does not depend on: where
 # it comes from (the fetched record is the catalog's input), how its faces are
 # detected and framed, whether and for which tasks it runs.
@@ -117,6 +121,12 @@ def check_models(config: Mapping[str, Any]) -> None:
         key = f"models.{name}"
         if model["arch"] not in TRAINABLE_ARCHS:
             raise ConfigError(f"{key}.arch: one of {list(TRAINABLE_ARCHS)}")
+        if model["loss"] in VGG_LOSSES and model["vgg"]["weights"] not in config["weights"]:
+            raise ConfigError(
+                f"{key}.vgg.weights: no checkpoint named {model['vgg']['weights']!r} in "
+                f"`weights` (loss {model['loss']} needs torchvision's VGG)"
+            )
+        check_init_from(config, name)
         for option in ("dataset", "val_dataset"):
             if model[option] is not None and model[option] not in config["datasets"]:
                 raise ConfigError(
@@ -149,6 +159,30 @@ def check_models(config: Mapping[str, Any]) -> None:
                 f"{key}.output_range: {output_range} for variant {variant!r} (paper: [-1, 1] "
                 "or [0, 1]; msrresnet and mmedit: [0, 1])"
             )
+
+
+def check_init_from(config: Mapping[str, Any], name: str) -> None:
+    """``models.<name>.init_from``: a model of the same generator, and no cycle."""
+    seen = [name]
+    model = config["models"][name]
+    while model["init_from"] is not None:
+        source = model["init_from"]
+        key = f"models.{seen[-1]}.init_from"
+        if source not in config["models"]:
+            raise ConfigError(
+                f"{key}: no model named {source!r} in `models` (known: {sorted(config['models'])})"
+            )
+        if source in seen:
+            raise ConfigError(f"{key}: a cycle: {' -> '.join([*seen, source])}")
+        other = config["models"][source]
+        for option in GENERATOR_LAYOUT:
+            if other[option] != model[option]:
+                raise ConfigError(
+                    f"{key}: model {source!r} has {option} {other[option]!r}, this one "
+                    f"{model[option]!r} (the generator's layout must match)"
+                )
+        seen.append(source)
+        model = other
 
 
 def trained_method(config: Mapping[str, Any], name: str, method: dict[str, Any]) -> None:
@@ -402,9 +436,24 @@ def model_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return canonical({k: v for k, v in model.items() if k not in NOT_TRAINING})
 
 
-def model_weights(config: Mapping[str, Any]) -> dict[str, str]:
-    """Checkpoints a train job reads besides its pairs: LPIPS's, for the validation."""
-    return measure_weights(config)
+def model_weights(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """Files a train job reads besides its pairs, as named inputs: LPIPS's checkpoints
+    (validation), the VGG of a vgg loss (``vgg``), the checkpoint of ``init_from``
+    (``init``: the DAG runs that model's training first)."""
+    model = config["models"][name]
+    files = measure_weights(config)
+    if model["loss"] in VGG_LOSSES:
+        files["vgg"] = weights_file(model["vgg"]["weights"])
+    if model["init_from"] is not None:
+        files["init"] = model_file(model["init_from"])
+    return files
+
+
+def model_sources(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """The fingerprints of the local checkpoints a train job reads (LPIPS's, VGG's)."""
+    model = config["models"][name]
+    names = [model["vgg"]["weights"]] if model["loss"] in VGG_LOSSES else []
+    return {**lpips_sources(config), **checkpoint_sources(config, names)}
 
 
 def model_validation(config: Mapping[str, Any], name: str) -> dict[str, Any]:

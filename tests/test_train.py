@@ -267,3 +267,85 @@ def test_model_and_trained_method_mistakes_name_the_key(changes, named):
 
     with pytest.raises(ConfigError, match=re.escape(named)):
         load_config(config_with(**changes))
+
+
+# --------------------------------------------------------------------------- srgan
+
+VGG16 = REPO.parent / "shared" / "weights" / "vgg16_features.pth"
+
+
+@pytest.fixture
+def gan_modules():
+    """The discriminator and the losses (pipeline.train.discriminator, .losses)."""
+    pytest.importorskip("pipeline.train.losses", reason="merged from branch trainloss14")
+    if not VGG16.is_file():
+        pytest.skip("needs ../shared/weights/vgg16_features.pth")
+
+
+def gan_model(kind: str, **overrides) -> dict:
+    block = {
+        "arch": "srgan",
+        "loss": "mse+vgg",
+        "vgg": {"weights": "vgg16", "net": "vgg16", "layer": "relu2_2"},
+        "adversarial": {"kind": kind},
+        "init_from": "tiny",
+    }
+    return tiny_model(**{**block, **overrides})
+
+
+def test_srgan_starts_from_a_trained_srresnet_and_trains_its_discriminator(
+    gan_modules, crops, tmp_path, torch_one_thread
+):
+    run_training(tiny_model(iterations=4), crops, tmp_path / "srresnet")
+    init = tmp_path / "srresnet" / "checkpoint.pth"
+    model = gan_model("nsgan", iterations=6)
+    validation = loop.Validation(crops=read_crops(crops[1], 3), crop_border=4)
+    start = loop.new_run(model, "cpu", vgg=VGG16, init=init)
+    before = torch.load(init, weights_only=True)["params"]
+    assert all(torch.equal(start.generator.state_dict()[k], v) for k, v in before.items())
+    history = loop.train(
+        model, read_crops(crops[0]), validation, tmp_path / "checkpoint.pth",
+        tmp_path / "history.parquet", vgg=VGG16, init=init,
+    )  # fmt: skip
+    for column in ("loss_mse+vgg", "loss_adversarial", "loss_discriminator"):
+        assert np.isfinite(history[column]).all(), column
+    assert history["loss"].iloc[-1] == pytest.approx(
+        history["loss_mse+vgg"].iloc[-1] + 1e-3 * history["loss_adversarial"].iloc[-1]
+    )
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    assert "discriminator" in state and "discriminator_optimiser" in state
+    net = load_network(tmp_path / "checkpoint.pth", "paper", 4, (-1, 1))
+    assert not torch.equal(net.state_dict()["conv_block3.conv_block.0.weight"],
+                           before["conv_block3.conv_block.0.weight"])  # fmt: skip
+
+
+def test_wgan_gp_resumes_after_a_crash_to_the_same_weights(
+    gan_modules, crops, tmp_path, monkeypatch, torch_one_thread
+):
+    """The penalty draws from torch's RNG: the checkpoint's RNG states make it repeat."""
+    model = gan_model("wgan-gp", iterations=6, loss="mse", init_from=None)
+    validation = loop.Validation(crops=read_crops(crops[1], 3), crop_border=4)
+    train = read_crops(crops[0])
+
+    def run(out: Path) -> None:
+        loop.train(model, train, validation, out / "checkpoint.pth", out / "h.parquet")
+
+    run(tmp_path / "straight")
+    real_step = loop.step
+
+    def crash_at_six(state, *args):
+        if state.iteration == 5:
+            raise KeyboardInterrupt("crash")
+        return real_step(state, *args)
+
+    monkeypatch.setattr(loop, "step", crash_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "crashed")
+    assert torch.load(tmp_path / "crashed/resume.pth", weights_only=True)["iteration"] == 4
+    monkeypatch.setattr(loop, "step", real_step)
+    run(tmp_path / "crashed")
+    straight = torch.load(tmp_path / "straight/checkpoint.pth", weights_only=True)
+    resumed = torch.load(tmp_path / "crashed/checkpoint.pth", weights_only=True)
+    for part in ("params", "discriminator"):
+        for key, value in straight[part].items():
+            assert torch.equal(resumed[part][key], value), (part, key)

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,16 @@ def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager[Any]:
 
 
 @dataclass
+class Adversary:
+    """An srgan model's discriminator, its optimiser and schedule, and the loss kind."""
+
+    discriminator: nn.Module
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    options: Mapping[str, Any]
+
+
+@dataclass
 class Run:
     """What a training run holds between iterations (everything a checkpoint saves)."""
 
@@ -172,6 +182,8 @@ class Run:
     generator: nn.Module
     optimiser: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    content: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    adversary: Adversary | None = None
     iteration: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -228,6 +240,11 @@ def save_checkpoint(run: Run, path: str | Path) -> None:
         "rng": rng_states(),
         "history": list(run.history),
     }
+    if run.adversary is not None:
+        # Beside `params`: the upscale loaders read the generator only.
+        state["discriminator"] = run.adversary.discriminator.state_dict()
+        state["discriminator_optimiser"] = run.adversary.optimiser.state_dict()
+        state["discriminator_scheduler"] = run.adversary.scheduler.state_dict()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -243,6 +260,10 @@ def try_resume(run: Run, path: Path) -> bool:
     run.generator.load_state_dict(state["params"])
     run.optimiser.load_state_dict(state["optimiser"])
     run.scheduler.load_state_dict(state["scheduler"])
+    if run.adversary is not None:
+        run.adversary.discriminator.load_state_dict(state["discriminator"])
+        run.adversary.optimiser.load_state_dict(state["discriminator_optimiser"])
+        run.adversary.scheduler.load_state_dict(state["discriminator_scheduler"])
     set_rng_states(state["rng"])
     run.iteration = int(state["iteration"])
     run.history = list(state["history"])
@@ -287,41 +308,156 @@ def validate(run: Run, validation: Validation, device: str) -> dict[str, float]:
 # --------------------------------------------------------------------------- steps
 
 
-def step(run: Run, lr: torch.Tensor, hr: torch.Tensor, device: str) -> dict[str, float]:
-    """One optimiser step of the generator; the loss terms as floats.
+def _finite(run: Run, what: str, value: float) -> None:
+    if not np.isfinite(value):
+        raise TrainingError(
+            f"iteration {run.iteration + 1}: the {what} is {value}; stopped (the last good "
+            "checkpoint is kept: lower optimiser.lr, or check the data)"
+        )
 
-    Raises ``TrainingError`` before the update when the loss is not finite.
+
+def step(run: Run, lr: torch.Tensor, hr: torch.Tensor, device: str) -> dict[str, float]:
+    """One optimiser step (the discriminator's first, for srgan); the loss terms as floats.
+
+    Raises ``TrainingError`` before an update when a loss is not finite.
     """
     model = run.model
     with autocast(device, bool(model["bf16"])):
         sr = to_unit(run.generator(lr), output_range_of(model))
-    loss = PIXEL_LOSSES[model["loss"]](sr.float(), hr)
-    value = float(loss.detach())
-    if not np.isfinite(value):
-        raise TrainingError(
-            f"iteration {run.iteration + 1}: the {model['loss']} loss is {value}; stopped "
-            "(the last good checkpoint is kept: lower optimiser.lr, or check the data)"
-        )
+    sr = sr.float()
+    values: dict[str, float] = {}
+    if run.adversary is not None:
+        values["loss_discriminator"] = discriminator_step(run, sr, hr, device)
+    content = run.content(sr, hr)
+    loss = content
+    values[f"loss_{model['loss']}"] = float(content.detach())
+    if run.adversary is not None:
+        adversarial = adversarial_generator_loss(run, sr, device)
+        values["loss_adversarial"] = float(adversarial.detach())
+        loss = content + float(run.adversary.options["weight"]) * adversarial
+    values["loss"] = float(loss.detach())
+    _finite(
+        run, f"{model['loss']} loss" if run.adversary is None else "generator loss", values["loss"]
+    )
     run.optimiser.zero_grad(set_to_none=True)
     loss.backward()
     run.optimiser.step()
     run.scheduler.step()
-    return {"loss": value, f"loss_{model['loss']}": value}
+    return values
 
 
-def new_run(model: Mapping[str, Any], device: str) -> Run:
-    """A run at iteration 0: the generator initialised from ``torch.manual_seed(seed)``."""
+def discriminator_step(run: Run, sr: torch.Tensor, hr: torch.Tensor, device: str) -> float:
+    """One update of the discriminator on real ``hr`` and detached ``sr``; its loss."""
+    from pipeline.train import losses
+
+    adversary = run.adversary
+    assert adversary is not None
+    critic, options = adversary.discriminator, adversary.options
+    with autocast(device, bool(run.model["bf16"])):
+        real, fake = critic(hr).float(), critic(sr.detach()).float()
+    if options["kind"] == "nsgan":
+        loss = losses.nsgan_discriminator_loss(real, fake)
+    else:
+        loss = losses.wgan_discriminator_loss(real, fake) + losses.gradient_penalty(
+            critic, hr, sr.detach(), weight=float(options["gp_weight"])
+        )
+    value = float(loss.detach())
+    _finite(run, "discriminator loss", value)
+    adversary.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    adversary.optimiser.step()
+    adversary.scheduler.step()
+    return value
+
+
+def adversarial_generator_loss(run: Run, sr: torch.Tensor, device: str) -> torch.Tensor:
+    """The generator's adversarial term on the discriminator's scores of ``sr``."""
+    from pipeline.train import losses
+
+    adversary = run.adversary
+    assert adversary is not None
+    # The discriminator's parameters get gradients here too; its next step
+    # zeroes them before its own backward pass.
+    with autocast(device, bool(run.model["bf16"])):
+        fake = adversary.discriminator(sr).float()
+    if adversary.options["kind"] == "nsgan":
+        return losses.nsgan_generator_loss(fake)
+    return losses.wgan_generator_loss(fake)
+
+
+def content_loss(
+    model: Mapping[str, Any], vgg_path: str | Path | None, device: str
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The model's content loss: ``PIXEL_LOSSES`` for srresnet's mse and l1 (on [0, 1]),
+    the SRGAN paper's scales (:mod:`pipeline.train.losses`) otherwise."""
+    kind = model["loss"]
+    if kind == "l1" or (kind == "mse" and model["arch"] == "srresnet"):
+        pixel = PIXEL_LOSSES[kind]
+        return lambda sr, hr: pixel(sr, hr)
+    from pipeline.train import losses
+
+    vgg = None
+    if kind != "mse":
+        if vgg_path is None:
+            raise ValueError(f"loss {kind!r} needs the VGG weights (models.<name>.vgg.weights)")
+        options = model["vgg"]
+        vgg = losses.VGGFeatureLoss.from_file(vgg_path, options["layer"], options["net"])
+        vgg = vgg.to(device)
+    return losses.content_loss(kind, vgg)
+
+
+def make_adversary(model: Mapping[str, Any], device: str) -> Adversary:
+    """The SRGAN paper's discriminator for the model's HR side, with Adam and the
+    generator's schedule (``adversarial.lr`` or ``optimiser.lr``)."""
+    from pipeline.train.discriminator import SRGANDiscriminator
+
+    options = model["adversarial"]
+    critic = SRGANDiscriminator(
+        3, int(model["task"]["hr"]), batch_norm=bool(options["batch_norm"])
+    ).to(device)
+    if model["channels_last"]:
+        critic = critic.to(memory_format=torch.channels_last)
+    critic.train()
+    lr = options["lr"] if options["lr"] is not None else model["optimiser"]["lr"]
+    optimiser = make_optimiser(critic.parameters(), {**model["optimiser"], "lr": lr})
+    scheduler = make_scheduler(optimiser, model["schedule"], int(model["iterations"]))
+    return Adversary(critic, optimiser, scheduler, options)
+
+
+def new_run(
+    model: Mapping[str, Any],
+    device: str,
+    *,
+    vgg: str | Path | None = None,
+    init: str | Path | None = None,
+) -> Run:
+    """A run at iteration 0: the networks initialised from ``torch.manual_seed(seed)``,
+    the generator's weights then replaced by those of checkpoint ``init`` when given
+    (``init_from``). ``vgg``: the VGG weights of the vgg losses."""
     seed = int(model["seed"])
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    generator = make_generator(model).to(device)
+    generator = make_generator(model)
+    if init is not None:
+        state = load_weights_file(init, "checkpoint of init_from")
+        generator.load_state_dict(state.get("params", state))
+        log.info("%s: the generator starts from these weights", init)
+    generator = generator.to(device)
     if model["channels_last"]:
         generator = generator.to(memory_format=torch.channels_last)
     generator.train()
     optimiser = make_optimiser(generator.parameters(), model["optimiser"])
     scheduler = make_scheduler(optimiser, model["schedule"], int(model["iterations"]))
-    return Run(model=model, generator=generator, optimiser=optimiser, scheduler=scheduler)
+    adversary = make_adversary(model, device) if model["arch"] == "srgan" else None
+    return Run(
+        model=model,
+        generator=generator,
+        optimiser=optimiser,
+        scheduler=scheduler,
+        content=content_loss(model, vgg, device),
+        adversary=adversary,
+    )
 
 
 def train(
@@ -333,16 +469,18 @@ def train(
     *,
     device: str = "cpu",
     name: str = "model",
+    vgg: str | Path | None = None,
+    init: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` (a checked ``models.<name>`` block) and write its outputs.
 
     Resumes from ``resume.pth`` beside ``checkpoint`` when it holds this model
-    config's state. Writes ``checkpoint`` and ``history`` (parquet) atomically
-    and returns the history.
+    config's state. ``vgg`` and ``init``: see :func:`new_run`. Writes
+    ``checkpoint`` and ``history`` (parquet) atomically and returns the history.
     """
     checkpoint = Path(checkpoint)
     resume = checkpoint.with_name(RESUME_NAME)
-    run = new_run(model, device)
+    run = new_run(model, device, vgg=vgg, init=init)
     try_resume(run, resume)
     iterations = int(model["iterations"])
     every_checkpoint = int(model["checkpoint_every"])
@@ -404,16 +542,18 @@ def time_steps(
     channels_last: bool = False,
     steps: int = 5,
     warmup: int = 1,
+    vgg: str | Path | None = None,
 ) -> dict[str, float]:
     """Time training steps of ``recipe`` (a checked model block) on random data.
 
     For benchmarks: no data set is read; batches of the recipe's size and task
-    are drawn from a fixed seed. Returns ``images_per_s``, ``seconds_per_step``
+    are drawn from a fixed seed (an srgan recipe trains its discriminator too; a
+    vgg loss needs ``vgg``, the VGG weights file). Returns ``images_per_s``, ``seconds_per_step``
     (wall clock, after ``warmup`` steps; CUDA synchronised) and
     ``cpu_seconds_per_step`` (this process's CPU time).
     """
     model = {**recipe, "bf16": bf16, "channels_last": channels_last}
-    run = new_run(model, device)
+    run = new_run(model, device, vgg=vgg)
     batch, lr_size, hr_size = int(model["batch_size"]), model["task"]["lr"], model["task"]["hr"]
     rng = np.random.default_rng(0)
     lr = to_tensor(rng.integers(0, 256, (batch, lr_size, lr_size, 3), dtype=np.uint8), device)

@@ -25,6 +25,8 @@ def train_model(
     *,
     crop_border: int,
     lpips: Mapping[str, Any] | None = None,
+    vgg: str | Path | None = None,
+    init: str | Path | None = None,
     threads: int = 1,
     gpus: int = 0,
     gpu_lock_dir: str | Path | None = None,
@@ -47,5 +49,13 @@ def train_model(
             lpips=lpips_model,
         )
         return train(
-            model, read_crops(train_dir), validation, checkpoint, history, device=device, name=name
+            model,
+            read_crops(train_dir),
+            validation,
+            checkpoint,
+            history,
+            device=device,
+            name=name,
+            vgg=vgg,
+            init=init,
         )

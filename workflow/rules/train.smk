@@ -59,7 +59,7 @@ rule training_crops:
 rule train:
     input:
         unpack(model_pairs),
-        unpack(lambda wildcards: facebench.model_weights(config)),
+        unpack(lambda wildcards: facebench.model_weights(config, wildcards.model)),
     output:
         checkpoint=facebench.model_file("{model}"),
         history=facebench.model_file("{model}", "history.parquet"),
@@ -77,8 +77,8 @@ rule train:
     params:
         model=lambda wildcards: facebench.model_options(config, wildcards.model),
         validation=lambda wildcards: facebench.model_validation(config, wildcards.model),
-        # A local LPIPS checkpoint replaced at its path fetches again.
-        checkpoints=lambda wildcards: facebench.lpips_sources(config),
+        # A local LPIPS or VGG checkpoint replaced at its path fetches again.
+        checkpoints=lambda wildcards: facebench.model_sources(config, wildcards.model),
         code=facebench.script_code("train"),
     script:
         "../scripts/train.py"

@@ -19,6 +19,8 @@ with job_log(snakemake.log[0]):
         snakemake.output.history,
         crop_border=validation["crop_border"],
         lpips=lpips,
+        vgg=snakemake.input.get("vgg"),
+        init=snakemake.input.get("init"),
         threads=snakemake.threads,
         gpus=snakemake.resources.gpu,
         gpu_lock_dir=snakemake.config["gpu_lock_dir"],
