@@ -260,6 +260,21 @@ def test_a_trained_method_takes_its_model_s_layout_and_checkpoint():
         ({"models__face__task": {"lr": 16, "hr": 48}}, "models.face.task: 16 -> 48 px"),
         ({"models__face__output_range": [-1, 2]}, "models.face.output_range"),
         ({"models__face__bogus": 1}, "models.face: Additional properties"),
+        ({"models__face__loss": "vgg"}, "models.face.vgg.weights: no checkpoint named 'vgg19'"),
+        ({"models__face__init_from": "other"}, "models.face.init_from: no model named 'other'"),
+        ({"models__face__init_from": "face"}, "models.face.init_from: a cycle: face -> face"),
+        (
+            {
+                "models__base": {
+                    "dataset": "faces",
+                    "task": {"lr": 16, "hr": 64},
+                    "iterations": 1,
+                    "num_block": 4,
+                },
+                "models__face__init_from": "base",
+            },
+            "models.face.init_from: model 'base' has num_block 4, this one 16",
+        ),
     ],
 )
 def test_model_and_trained_method_mistakes_name_the_key(changes, named):

@@ -18,6 +18,7 @@ def test_every_recipe_is_tested():
     assert {path.stem for path in RECIPES} >= {
         "train-celebahq-srresnet",
         "train-celebahq-srresnet16",
+        "train-celebahq-srgan",
         "train-yale",
     }
 
@@ -34,6 +35,16 @@ def test_a_recipe_dry_runs_its_training_and_its_method(recipe: Path, tmp_path: P
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[-1], re.M))
     config = yaml.safe_load(recipe.read_text())
     assert int(counts["train"]) == len(config["models"])
-    assert int(counts["training_crops"]) == 2 * len(config["models"])  # train and val pairs
+    pairs = {(m["dataset"], m.get("split", "train")) for m in config["models"].values()}
+    pairs |= {
+        (m.get("val_dataset") or m["dataset"], m.get("val_split", "val"))
+        for m in config["models"].values()
+    }
+    assert int(counts["training_crops"]) == len(pairs)  # each split's pairs cached once
+    inputs = [line for line in result.stdout.splitlines() if line.strip().startswith("input:")]
+    for model in config["models"].values():
+        if model.get("init_from"):  # the DAG trains the starting model first
+            wanted = f"resources/models/{model['init_from']}/checkpoint.pth"
+            assert any(wanted in line for line in inputs), wanted
     trained = [m for m in config["methods"].values() if m.get("trained")]
     assert {m["trained"] for m in trained} == set(config["models"])
