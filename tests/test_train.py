@@ -364,3 +364,35 @@ def test_wgan_gp_resumes_after_a_crash_to_the_same_weights(
     for part in ("params", "discriminator"):
         for key, value in straight[part].items():
             assert torch.equal(resumed[part][key], value), (part, key)
+
+
+def test_two_processes_under_ddp_reach_the_weights_of_one(crops, tmp_path, torch_one_thread):
+    """gloo on the CPU; BasicSR's layout (no batch normalisation, which DDP
+    computes per process on the CPU): the gradients averaged over the two halves
+    of each batch are the whole batch's, up to float rounding."""
+    from pipeline.train.stage import train_on, train_processes
+
+    model = tiny_model(variant="msrresnet", iterations=4, validate_every=2, checkpoint_every=2)
+    job = dict(
+        name="ddp", model=model, train_dir=str(crops[0]), val_dir=str(crops[1]),
+        crop_border=4, lpips=None, vgg=None, init=None, threads=1,
+    )  # fmt: skip
+    one = tmp_path / "one"
+    train_on("cpu", checkpoint=str(one / "c.pth"), history=str(one / "h.parquet"), **job)
+    two = tmp_path / "two"
+    train_processes(
+        ["cpu", "cpu"],
+        "gloo",
+        {**job, "checkpoint": str(two / "c.pth"), "history": str(two / "h.parquet")},
+    )
+    single = torch.load(one / "c.pth", weights_only=True)["params"]
+    ddp = torch.load(two / "c.pth", weights_only=True)["params"]
+    assert set(single) == set(ddp)  # no `module.` prefix
+    for key, value in single.items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    history = pd.read_parquet(two / "h.parquet")
+    assert list(history["iteration"]) == [2, 4]
+    reference = pd.read_parquet(one / "h.parquet")
+    assert history["loss"].to_numpy() == pytest.approx(reference["loss"].to_numpy(), rel=1e-4)
+    with pytest.raises(ValueError, match="batch_size: 4 does not split evenly over 3"):
+        train_processes(["cpu"] * 3, "gloo", {**job, "checkpoint": "x", "history": "y"})

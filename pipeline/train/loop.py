@@ -112,13 +112,21 @@ def flips(batch_size: int, seed: int, iteration: int) -> np.ndarray:
 
 
 def training_batch(
-    crops: Crops, model: Mapping[str, Any], iteration: int, device: str, channels_last: bool
+    crops: Crops,
+    model: Mapping[str, Any],
+    iteration: int,
+    device: str,
+    channels_last: bool,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (LR, HR) float batches of an iteration on ``device``, in [0, 1]."""
+    """The (LR, HR) float batches of an iteration on ``device``, in [0, 1]: process
+    ``rank``'s share (every ``world``-th item) of the iteration's batch."""
     index = batch_indices(len(crops), int(model["batch_size"]), int(model["seed"]), iteration)
+    mirror = flips(len(index), int(model["seed"]), iteration)[rank::world]
+    index = index[rank::world]
     lr, hr = np.asarray(crops.lr[index]), np.asarray(crops.hr[index])
     if model["flip"]:
-        mirror = flips(len(index), int(model["seed"]), iteration)
         lr[mirror], hr[mirror] = lr[mirror, :, ::-1], hr[mirror, :, ::-1]
     lr_t, hr_t = to_tensor(lr, device), to_tensor(hr, device)
     if channels_last:
@@ -186,6 +194,10 @@ class Run:
     adversary: Adversary | None = None
     iteration: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    # The modules the steps call: the networks themselves, or their DDP wrappers
+    # (the checkpoints save the networks' own state dicts, without `module.`).
+    net: nn.Module | None = None
+    critic: nn.Module | None = None
 
     @property
     def digest(self) -> str:
@@ -308,7 +320,27 @@ def validate(run: Run, validation: Validation, device: str) -> dict[str, float]:
 # --------------------------------------------------------------------------- steps
 
 
-def _finite(run: Run, what: str, value: float) -> None:
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside a process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _all_mean(values: dict[str, float], device: str) -> dict[str, float]:
+    """The mean of each value over the processes (themselves outside a process group)."""
+    if distributed()[1] == 1:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return dict(zip(keys, (tensor / distributed()[1]).tolist(), strict=True))
+
+
+def _finite(run: Run, what: str, value: float, device: str = "cpu") -> None:
+    # Every process stops together: one that raised alone would leave the
+    # others waiting in their next gradient exchange.
+    value = _all_mean({"v": value}, device)["v"]
     if not np.isfinite(value):
         raise TrainingError(
             f"iteration {run.iteration + 1}: the {what} is {value}; stopped (the last good "
@@ -323,7 +355,7 @@ def step(run: Run, lr: torch.Tensor, hr: torch.Tensor, device: str) -> dict[str,
     """
     model = run.model
     with autocast(device, bool(model["bf16"])):
-        sr = to_unit(run.generator(lr), output_range_of(model))
+        sr = to_unit((run.net or run.generator)(lr), output_range_of(model))
     sr = sr.float()
     values: dict[str, float] = {}
     if run.adversary is not None:
@@ -352,7 +384,7 @@ def discriminator_step(run: Run, sr: torch.Tensor, hr: torch.Tensor, device: str
 
     adversary = run.adversary
     assert adversary is not None
-    critic, options = adversary.discriminator, adversary.options
+    critic, options = run.critic or adversary.discriminator, adversary.options
     with autocast(device, bool(run.model["bf16"])):
         real, fake = critic(hr).float(), critic(sr.detach()).float()
     if options["kind"] == "nsgan":
@@ -362,7 +394,7 @@ def discriminator_step(run: Run, sr: torch.Tensor, hr: torch.Tensor, device: str
             critic, hr, sr.detach(), weight=float(options["gp_weight"])
         )
     value = float(loss.detach())
-    _finite(run, "discriminator loss", value)
+    _finite(run, "discriminator loss", value, device)
     adversary.optimiser.zero_grad(set_to_none=True)
     loss.backward()
     adversary.optimiser.step()
@@ -379,7 +411,7 @@ def adversarial_generator_loss(run: Run, sr: torch.Tensor, device: str) -> torch
     # The discriminator's parameters get gradients here too; its next step
     # zeroes them before its own backward pass.
     with autocast(device, bool(run.model["bf16"])):
-        fake = adversary.discriminator(sr).float()
+        fake = (run.critic or adversary.discriminator)(sr).float()
     if adversary.options["kind"] == "nsgan":
         return losses.nsgan_generator_loss(fake)
     return losses.wgan_generator_loss(fake)
@@ -482,24 +514,37 @@ def train(
     resume = checkpoint.with_name(RESUME_NAME)
     run = new_run(model, device, vgg=vgg, init=init)
     try_resume(run, resume)
+    rank, world = distributed()
+    if world > 1:
+        wrap_distributed(run, device)
     iterations = int(model["iterations"])
     every_checkpoint = int(model["checkpoint_every"])
     every_row = int(model["validate_every"])
     channels_last = bool(model["channels_last"])
     terms: dict[str, float] = {}
     steps, images, seconds = 0, 0, 0.0
-    bar = tqdm(total=iterations, initial=run.iteration, desc=f"train {name}", mininterval=5)
+    bar = tqdm(
+        total=iterations,
+        initial=run.iteration,
+        desc=f"train {name}" + (f" [rank {rank}/{world}]" if world > 1 else ""),
+        mininterval=5,
+        disable=rank > 0,
+    )
     while run.iteration < iterations:
         began = time.perf_counter()
-        lr, hr = training_batch(train_crops, model, run.iteration, device, channels_last)
-        values = step(run, lr, hr, device)
+        lr, hr = training_batch(
+            train_crops, model, run.iteration, device, channels_last, rank, world
+        )
+        values = _all_mean(step(run, lr, hr, device), device)
         run.iteration += 1
         seconds += time.perf_counter() - began
-        steps, images = steps + 1, images + len(lr)
+        steps, images = steps + 1, images + int(model["batch_size"])
         for key, value in values.items():
             terms[key] = terms.get(key, 0.0) + value
         bar.update(1)
         bar.set_postfix(loss=f"{values['loss']:.4g}", img_s=f"{images / seconds:.1f}")
+        if rank > 0:  # process 0 validates, keeps the history and writes the checkpoints
+            continue
         if run.iteration % every_row == 0 or run.iteration == iterations:
             row = {
                 "iteration": run.iteration,
@@ -514,11 +559,36 @@ def train(
         if run.iteration % every_checkpoint == 0 and run.iteration < iterations:
             save_checkpoint(run, resume)
     bar.close()
-    save_checkpoint(run, checkpoint)
-    frame = history_frame(run.history)
-    write_parquet(history, frame)
-    resume.unlink(missing_ok=True)
-    return frame
+    if rank == 0:
+        save_checkpoint(run, checkpoint)
+        write_parquet(history, history_frame(run.history))
+        resume.unlink(missing_ok=True)
+    if world > 1:
+        torch.distributed.barrier()
+    return history_frame(run.history)
+
+
+def wrap_distributed(run: Run, device: str) -> None:
+    """Wrap the run's networks in DDP (gradients averaged over the processes each step).
+
+    Every process starts from the same weights (the seed, ``init_from`` or the
+    resumed checkpoint), and DDP broadcasts process 0's besides. Batch
+    normalisation becomes synchronised on CUDA (the statistics of the whole
+    batch, as in one process); on the CPU each process normalises its share.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    cuda = torch.device(device).type == "cuda"
+    ids = [torch.device(device).index] if cuda else None
+
+    def wrap(module: nn.Module) -> nn.Module:
+        if cuda:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return DistributedDataParallel(module, device_ids=ids)
+
+    run.net = wrap(run.generator)
+    if run.adversary is not None:
+        run.critic = wrap(run.adversary.discriminator)
 
 
 def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
