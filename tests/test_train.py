@@ -396,3 +396,22 @@ def test_two_processes_under_ddp_reach_the_weights_of_one(crops, tmp_path, torch
     assert history["loss"].to_numpy() == pytest.approx(reference["loss"].to_numpy(), rel=1e-4)
     with pytest.raises(ValueError, match="batch_size: 4 does not split evenly over 3"):
         train_processes(["cpu"] * 3, "gloo", {**job, "checkpoint": "x", "history": "y"})
+
+
+def test_the_report_draws_each_model_s_training_curves(tmp_path):
+    from pipeline.report.charts import make_training_charts
+
+    history = loop.history_frame(
+        [
+            {"iteration": 3, "loss": 0.07, "lr": 1e-3, "images_per_s": 8.0,
+             "val_psnr_y": 14.7, "val_ssim_y": 0.13, "val_lpips": 0.68},
+            {"iteration": 6, "loss": 0.06, "lr": 1e-3, "images_per_s": 8.0,
+             "val_psnr_y": 15.1, "val_ssim_y": 0.14, "val_lpips": 0.67},
+        ]
+    )  # fmt: skip
+    empty = loop.history_frame([{"iteration": 1, "loss": 0.1}]).iloc[:0]
+    charts = make_training_charts({"faces": history, "nothing_yet": empty}, tmp_path)
+    assert [chart.key for chart in charts] == ["training"]
+    (chart,) = charts
+    assert (tmp_path / chart.path).read_text().startswith("<?xml")
+    assert "iteration 6" in chart.alt and "PSNR-Y 15.10 dB" in chart.alt and "0.670" in chart.alt
