@@ -166,10 +166,10 @@ def main() -> None:
     # BasicSR's MSRResNet by default: it adds a bilinear upsampling of its input,
     # so a short training starts near bilinear and learns the residual.
     parser.add_argument("--variant", default="msrresnet", choices=["paper", "msrresnet"])
-    parser.add_argument("--num-feat", type=int, default=32)
-    parser.add_argument("--num-block", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--num-feat", type=int, default=24)
+    parser.add_argument("--num-block", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--val", type=int, default=8)
     parser.add_argument("--throughput-steps", type=int, default=3)
     parser.add_argument("--skip-throughput", action="store_true")
