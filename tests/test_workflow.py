@@ -312,7 +312,7 @@ def test_lr_inputs_from_a_larger_alignment_rerun_only_what_follows(finished_run)
     assert jobs["downscale"] == jobs["upscale"] / methods == jobs["measure"] / methods
     assert jobs["downscale"] == shard_tasks
     # The trained model's LR inputs are new too: it trains again.
-    assert jobs["training_crops"] == 2 and jobs["train"] == 1
+    assert jobs["training_crops"] == 1 and jobs["train"] == 1  # one split for both
 
 
 def test_changing_a_batch_size_reruns_nothing(finished_run):
