@@ -8,7 +8,11 @@ stage's metric functions (PSNR-Y and SSIM-Y with BasicSR's conventions, LPIPS);
 the report reads its history tables.
 
 - :mod:`pipeline.train.crops`: the decoded training pairs of a split, cached once.
-- :mod:`pipeline.train.loop`: the training loop, its checkpoints and history.
+- :mod:`pipeline.train.loop`: the training loop, its checkpoints and history,
+  and ``time_steps`` (training steps timed on any device, for benchmarks).
+- :mod:`pipeline.train.stage`: the job: devices (DDP over several GPUs), threads.
+- :mod:`pipeline.train.discriminator`, :mod:`pipeline.train.losses`: SRGAN's
+  discriminator, the VGG feature loss and the adversarial losses.
 """
 
 from __future__ import annotations

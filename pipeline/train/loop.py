@@ -22,6 +22,15 @@ Conventions:
   is removed, so that a later rerun (changed code) trains from scratch.
 - A non-finite loss stops the run with ``TrainingError`` naming the iteration;
   ``resume.pth`` stays at the last good checkpoint.
+- ``srgan`` models: each iteration updates the discriminator (the SRGAN
+  paper's, :mod:`pipeline.train.discriminator`) on the HR batch and the
+  detached outputs, then the generator on content + ``adversarial.weight`` x
+  adversarial loss (:mod:`pipeline.train.losses`; WGAN-GP's penalty draws
+  from torch's RNG, whose state the checkpoints keep).
+- Several processes (DDP, :func:`pipeline.train.stage.train_processes`):
+  process ``r`` of ``w`` takes every ``w``-th item of each batch, gradients
+  and logged losses are averaged over the processes, process 0 validates and
+  writes the checkpoints and the history.
 - History: one row every ``validate_every`` iterations and at the last
   (columns in :data:`pipeline.train.HISTORY_COLUMNS`, plus ``loss_<term>``
   per loss term): validation PSNR-Y / SSIM-Y (BasicSR conventions, on the
