@@ -334,7 +334,7 @@ def test_a_trained_method_is_measured_and_reported_with_its_curves(finished_run)
     assert not (model / "resume.pth").exists()
     assert (workdir / "logs/train/tiny_srresnet.log").read_text().count("iteration 6") == 1
     summary = pd.read_csv(workdir / "results/metrics/summary.csv")
-    trained = summary[summary["method"] == "tiny_trained"]
+    trained = summary[(summary["method"] == "tiny_trained") & (summary["category"] == "all")]
     assert set(trained["dataset"]) == set(summary["dataset"])
     assert trained.loc[trained["metric"].str.startswith("psnr_y"), "n"].gt(0).all()
     report = workdir / "reports/tiny"
