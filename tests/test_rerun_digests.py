@@ -89,11 +89,15 @@ def test_a_change_to_the_kernels_reruns_the_inputs_and_the_metrics(finished_run,
         jobs, params = planned(workdir, checkout)
         _, measure = planned(workdir, checkout, "--allowed-rules", "measure")
         _, upscale = planned(workdir, checkout, "--allowed-rules", "upscale")
-    # Training reads the kernels' registry too (the networks' runtime imports it).
-    assert params == {"downscale": outputs(workdir, "results/*/lr*/*/from*/shard-*"), "train": 1}
+    # Training reads the kernels' registry too (the networks' runtime imports it), and so
+    # does the plan, which reads the trained method's architecture module.
+    lr_inputs = outputs(workdir, "results/*/lr*/*/from*/shard-*")
+    assert params == {"downscale": lr_inputs, "train": 1, "plan": 1}
     # The rest is downstream: new inputs are upscaled again, the tables and the report remade.
     assert set(jobs) == {
         "downscale",
+        "plan",
+        "training_crops",
         "train",
         "upscale",
         "measure",
