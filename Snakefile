@@ -19,6 +19,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/upscale.smk"
 include: "workflow/rules/measure.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -61,6 +61,20 @@ def schema_defaults(section: str) -> dict[str, Any]:
     }
 
 
+def apply_definition(definition: str, block: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A copy of ``block`` validated against the schema's ``$defs/<definition>`` (a
+    ``models.<name>`` entry, say), with its defaults filled in: for code called
+    outside the workflow. Raises ``ConfigError`` naming ``where`` and the key."""
+    out = copy.deepcopy(dict(block))
+    # Refs inside the definition resolve against the whole schema (the validator's).
+    validator = _validator().evolve(schema=_schema()["$defs"][definition])
+    error = jsonschema.exceptions.best_match(validator.iter_errors(out))
+    if error is not None:
+        inner = ".".join(str(part) for part in error.absolute_path)
+        raise ConfigError(f"config: {where}{'.' + inner if inner else ''}: {error.message}")
+    return out
+
+
 def apply_schema(config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` validated against the schema, with its defaults filled in.
 

@@ -18,7 +18,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, all_tasks, dataset_tasks, lr_source_size, normalize
+from pipeline.config import (
+    ConfigError,
+    all_tasks,
+    crop_border,
+    dataset_tasks,
+    lr_source_size,
+    normalize,
+)
 from pipeline.data.kinds import (
     KIND_OPTIONS,
     REQUIRED_OPTIONS,
@@ -28,11 +35,29 @@ from pipeline.data.kinds import (
 from pipeline.data.sources import effective_source, local_fingerprint
 from pipeline.provenance import code_digest, config_digest, file_imports
 from pipeline.resize import WHOLE_FACTOR_KERNELS
-from pipeline.upscale import DERIVED, check_method, derived_weights, get_arch, weight_names
+from pipeline.train import TRAINABLE_ARCHS
+from pipeline.upscale import (
+    DERIVED,
+    TRAINED,
+    TRAINED_SLOT,
+    check_method,
+    derived_weights,
+    get_arch,
+    weight_names,
+)
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 # Where the weights stage puts each checkpoint, and the files derived from them.
 WEIGHTS_DIR = "resources/weights"
+# Where the train stage puts each model's checkpoint and history.
+MODELS_DIR = "resources/models"
+# Keys of a model's config block that its training does not depend on: how many
+# GPUs run it (the batch is split among them; see pipeline.train.loop).
+NOT_TRAINING = ("gpus",)
+# The content losses that need torchvision's VGG (a `weights` entry).
+VGG_LOSSES = ("vgg", "mse+vgg")
+# What a generator's checkpoint must share with the model it initialises (init_from).
+GENERATOR_LAYOUT = ("variant", "num_feat", "num_block", "task", "output_range")
 # Keys of a data set's config block that its catalog does not depend on: where
 # it comes from (the fetched record is the catalog's input), how its faces are
 # detected and framed, whether and for which tasks it runs.
@@ -49,6 +74,7 @@ def load_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out = normalize(config)
     check_datasets(out)
     check_kernels(out)
+    check_models(out)
     check_methods(out)
     return out
 
@@ -86,9 +112,110 @@ def check_kernels(config: Mapping[str, Any]) -> None:
                 )
 
 
+def check_models(config: Mapping[str, Any]) -> None:
+    """Each model's data set, task, kernel and output range, across keys.
+
+    Raises ``ConfigError`` naming ``models.<name>.<key>``.
+    """
+    for name, model in config["models"].items():
+        key = f"models.{name}"
+        if model["arch"] not in TRAINABLE_ARCHS:
+            raise ConfigError(f"{key}.arch: one of {list(TRAINABLE_ARCHS)}")
+        if model["loss"] in VGG_LOSSES and model["vgg"]["weights"] not in config["weights"]:
+            raise ConfigError(
+                f"{key}.vgg.weights: no checkpoint named {model['vgg']['weights']!r} in "
+                f"`weights` (loss {model['loss']} needs torchvision's VGG)"
+            )
+        check_init_from(config, name)
+        for option in ("dataset", "val_dataset"):
+            if model[option] is not None and model[option] not in config["datasets"]:
+                raise ConfigError(
+                    f"{key}.{option}: no data set named {model[option]!r} in `datasets` "
+                    f"(known: {sorted(config['datasets'])})"
+                )
+        task, variant = model["task"], model["variant"]
+        # The scales the architecture's methods accept (a variant may take fewer:
+        # the network says so when it is built).
+        accepts_scale = get_arch(model["arch"]).options["scale"]
+        if task["hr"] % task["lr"] or not accepts_scale(task["hr"] // task["lr"]):
+            raise ConfigError(
+                f"{key}.task: {task['lr']} -> {task['hr']} px is no factor arch "
+                f"{model['arch']!r} takes (variant {variant!r})"
+            )
+        source = lr_source_size(config, task)
+        if source <= task["lr"] or (
+            model["kernel"] in WHOLE_FACTOR_KERNELS and source % task["lr"]
+        ):
+            raise ConfigError(
+                f"{key}.kernel: {model['kernel']} cannot make {task['lr']} px inputs from "
+                f"{source} px faces (prepare.lr_source_size)"
+            )
+        output_range = model["output_range"]
+        if output_range is not None and (
+            list(output_range) not in ([-1, 1], [0, 1])
+            or (variant != "paper" and list(output_range) != [0, 1])
+        ):
+            raise ConfigError(
+                f"{key}.output_range: {output_range} for variant {variant!r} (paper: [-1, 1] "
+                "or [0, 1]; msrresnet and mmedit: [0, 1])"
+            )
+
+
+def check_init_from(config: Mapping[str, Any], name: str) -> None:
+    """``models.<name>.init_from``: a model of the same generator, and no cycle."""
+    seen = [name]
+    model = config["models"][name]
+    while model["init_from"] is not None:
+        source = model["init_from"]
+        key = f"models.{seen[-1]}.init_from"
+        if source not in config["models"]:
+            raise ConfigError(
+                f"{key}: no model named {source!r} in `models` (known: {sorted(config['models'])})"
+            )
+        if source in seen:
+            raise ConfigError(f"{key}: a cycle: {' -> '.join([*seen, source])}")
+        other = config["models"][source]
+        for option in GENERATOR_LAYOUT:
+            if other[option] != model[option]:
+                raise ConfigError(
+                    f"{key}: model {source!r} has {option} {other[option]!r}, this one "
+                    f"{model[option]!r} (the generator's layout must match)"
+                )
+        seen.append(source)
+        model = other
+
+
+def trained_method(config: Mapping[str, Any], name: str, method: dict[str, Any]) -> None:
+    """Give a method that runs a trained model (``trained``) the model's variant,
+    output range and scale; raise ``ConfigError`` when it sets them otherwise."""
+    model_name = method[TRAINED]
+    if model_name not in config["models"]:
+        raise ConfigError(
+            f"methods.{name}.{TRAINED}: no model named {model_name!r} in `models` "
+            f"(known: {sorted(config['models'])})"
+        )
+    model = config["models"][model_name]
+    implied = {
+        "variant": model["variant"],
+        "scale": model["task"]["hr"] // model["task"]["lr"],
+        "input_norm": "unit",
+    }
+    if model["output_range"] is not None:
+        implied["output_range"] = list(model["output_range"])
+    for key, value in implied.items():
+        if key in method and method[key] != value:
+            raise ConfigError(
+                f"methods.{name}.{key}: {method[key]!r}, but model {model_name!r} it runs "
+                f"has {value!r} (leave it out: it comes from the model)"
+            )
+        method[key] = value
+
+
 def check_methods(config: Mapping[str, Any]) -> None:
     """Each method's options against its architecture, and the checkpoints it names."""
     for name, method in config["methods"].items():
+        if TRAINED in method:
+            trained_method(config, name, method)
         try:
             check_method(name, method)
         except ValueError as exc:
@@ -261,11 +388,19 @@ def derived_file(checkpoint: str, slot: str) -> str:
     return f"{WEIGHTS_DIR}/{checkpoint}.{slot}.pt"
 
 
+def model_file(name: str, output: str = "checkpoint.pth") -> str:
+    """Where the train stage puts model ``name``'s checkpoint (or its ``history.parquet``)."""
+    return f"{MODELS_DIR}/{name}/{output}"
+
+
 def method_weights(config: Mapping[str, Any], name: str) -> dict[str, str]:
     """The files a method reads, as named inputs by weight slot: the checkpoints it
-    names, and the derived files of the optional slots it leaves empty."""
+    names, the trained model's checkpoint (``trained``), and the derived files of
+    the optional slots it leaves empty."""
     method = config["methods"][name]
     files = {slot: weights_file(weights) for slot, weights in weight_names(method).items()}
+    if TRAINED in method:
+        files[TRAINED_SLOT] = model_file(method[TRAINED])
     for slot, derived in derived_weights(method).items():
         files[slot] = derived_file(method[derived.source], slot)
     return files
@@ -290,6 +425,55 @@ def measure_weights(config: Mapping[str, Any]) -> dict[str, str]:
         "lpips_features": weights_file(lpips["features"]),
         "lpips_linear": weights_file(lpips["linear"]),
     }
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """What model ``name``'s training depends on: its block but ``NOT_TRAINING``."""
+    model = config["models"][name]
+    return canonical({k: v for k, v in model.items() if k not in NOT_TRAINING})
+
+
+def model_weights(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """Files a train job reads besides its pairs, as named inputs: LPIPS's checkpoints
+    (validation), the VGG of a vgg loss (``vgg``), the checkpoint of ``init_from``
+    (``init``: the DAG runs that model's training first)."""
+    model = config["models"][name]
+    files = measure_weights(config)
+    if model["loss"] in VGG_LOSSES:
+        files["vgg"] = weights_file(model["vgg"]["weights"])
+    if model["init_from"] is not None:
+        files["init"] = model_file(model["init_from"])
+    return files
+
+
+def model_sources(config: Mapping[str, Any], name: str) -> dict[str, str]:
+    """The fingerprints of the local checkpoints a train job reads (LPIPS's, VGG's)."""
+    model = config["models"][name]
+    names = [model["vgg"]["weights"]] if model["loss"] in VGG_LOSSES else []
+    return {**lpips_sources(config), **checkpoint_sources(config, names)}
+
+
+def model_validation(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """How a model's validation is scored: the measure stage's crop border at its
+    task's scale, and LPIPS's network (``None`` when LPIPS is off)."""
+    task = config["models"][name]["task"]
+    lpips = config["measure"]["lpips"]
+    return {
+        "crop_border": crop_border(config["measure"]["crop_border"], task["lr"], task["hr"]),
+        "lpips": lpips["net"] if lpips["enabled"] else None,
+    }
+
+
+def model_gpus(config: Mapping[str, Any], name: str) -> int:
+    return int(config["models"][name]["gpus"])
+
+
+def model_histories(config: Mapping[str, Any]) -> list[str]:
+    """Every model's history table (the report draws their curves)."""
+    return [model_file(name, "history.parquet") for name in sorted(config["models"])]
 
 
 # --------------------------------------------------------------------------- resources

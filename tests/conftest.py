@@ -95,6 +95,26 @@ def tiny_config(data: Path, archive: Path, archive_sha: str, emoji: Path) -> dic
         "methods": {
             "bicubic": {"arch": "interpolate", "filter": "bicubic"},
             "lanczos": {"arch": "interpolate", "filter": "lanczos"},
+            "tiny_trained": {"arch": "srresnet", "trained": "tiny_srresnet"},
+        },
+        # A few iterations of a tiny SRResNet, end to end (train -> upscale ->
+        # measure -> report). The tiny sets have test images only: it trains and
+        # validates on the folder's, which checks the plumbing, not the model.
+        "models": {
+            "tiny_srresnet": {
+                "dataset": "folder",
+                "split": "test",
+                "val_split": "test",
+                "task": {"lr": 8, "hr": 32},
+                "num_feat": 8,
+                "num_block": 1,
+                "iterations": 6,
+                "batch_size": 4,
+                "checkpoint_every": 3,
+                "validate_every": 3,
+                "optimiser": {"lr": 0.001},
+                "gpus": 0,
+            }
         },
         "summary": {"bootstrap_samples": 200, "seed": 0},
         "report": {"page_size": 6},

@@ -1,7 +1,7 @@
 """The house plan of ``pipeline``: no import cycle, and no import from a later floor.
 
 Floors, bottom up: the ground floor (shared by every stage), the stages in the
-order of the workflow's DAG (data, prepare, upscale, measure, report), and the
+order of the workflow's DAG (data, prepare, upscale, measure, train, report), and the
 glue the Snakemake rules call (``pipeline.workflow``). A module may import its
 own floor and the floors below; a stage may read an earlier stage, never a
 later one. Imports are read from the sources (functions included), nothing is
@@ -26,7 +26,7 @@ GROUND = {
     "pipeline.torch_io",
     "pipeline.vocabulary",
 }
-STAGES = ("data", "prepare", "upscale", "measure", "report")
+STAGES = ("data", "prepare", "upscale", "measure", "train", "report")
 TOP = {"pipeline.workflow"}
 
 

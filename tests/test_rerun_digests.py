@@ -89,10 +89,16 @@ def test_a_change_to_the_kernels_reruns_the_inputs_and_the_metrics(finished_run,
         jobs, params = planned(workdir, checkout)
         _, measure = planned(workdir, checkout, "--allowed-rules", "measure")
         _, upscale = planned(workdir, checkout, "--allowed-rules", "upscale")
-    assert params == {"downscale": outputs(workdir, "results/*/lr*/*/from*/shard-*")}
+    # Training reads the kernels' registry too (the networks' runtime imports it), and so
+    # does the plan, which reads the trained method's architecture module.
+    lr_inputs = outputs(workdir, "results/*/lr*/*/from*/shard-*")
+    assert params == {"downscale": lr_inputs, "train": 1, "plan": 1}
     # The rest is downstream: new inputs are upscaled again, the tables and the report remade.
     assert set(jobs) == {
         "downscale",
+        "plan",
+        "training_crops",
+        "train",
         "upscale",
         "measure",
         "merge_metrics",
@@ -100,9 +106,10 @@ def test_a_change_to_the_kernels_reruns_the_inputs_and_the_metrics(finished_run,
         "report",
         "all",
     }
-    # On their own, the metric jobs rerun too (LR consistency); the interpolations do not.
+    # On their own, the metric jobs rerun too (LR consistency); the interpolations do not,
+    # the trained network does (its runtime resamples with the kernels).
     assert measure == {"measure": shards}
-    assert not upscale
+    assert upscale == {"upscale": outputs(workdir, "results/*/sr/tiny_trained/*/*/shard-*")}
 
 
 def test_a_change_to_the_summary_reruns_the_summary_and_the_report(finished_run, checkout):

@@ -308,7 +308,11 @@ def test_lr_inputs_from_a_larger_alignment_rerun_only_what_follows(finished_run)
     )
     assert "detect_faces" not in jobs and "contact_sheet" not in jobs
     assert jobs["align"] == shards  # one new alignment size, 128 px
-    assert jobs["downscale"] == jobs["upscale"] / 2 == jobs["measure"] / 2 == shard_tasks
+    methods = len(config["methods"])
+    assert jobs["downscale"] == jobs["upscale"] / methods == jobs["measure"] / methods
+    assert jobs["downscale"] == shard_tasks
+    # The trained model's LR inputs are new too: it trains again.
+    assert jobs["training_crops"] == 1 and jobs["train"] == 1  # one split for both
 
 
 def test_changing_a_batch_size_reruns_nothing(finished_run):
@@ -316,5 +320,53 @@ def test_changing_a_batch_size_reruns_nothing(finished_run):
     config = config_of(workdir)
     config["methods"]["bicubic"]["batch_size"] = 3
     changed = workdir / "batch.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    assert dry_run_jobs(workdir, "--configfile", str(changed)) == {}
+
+
+def test_a_trained_method_is_measured_and_reported_with_its_curves(finished_run):
+    workdir, _ = finished_run
+    model = workdir / "resources/models/tiny_srresnet"
+    history = pd.read_parquet(model / "history.parquet")
+    assert list(history["iteration"]) == [3, 6]  # validate_every 3, iterations 6
+    measured = ["loss", "loss_mse", "lr", "images_per_s", "val_psnr_y", "val_ssim_y"]
+    assert history[measured].notna().all().all()
+    assert not (model / "resume.pth").exists()
+    assert (workdir / "logs/train/tiny_srresnet.log").read_text().count("iteration 6") == 1
+    summary = pd.read_csv(workdir / "results/metrics/summary.csv")
+    trained = summary[(summary["method"] == "tiny_trained") & (summary["category"] == "all")]
+    assert set(trained["dataset"]) == set(summary["dataset"])
+    assert trained.loc[trained["metric"].str.startswith("psnr_y"), "n"].gt(0).all()
+    report = workdir / "reports/tiny"
+    index = (report / "index.html").read_text()
+    assert "tiny_trained" in index and 'id="training-charts"' in index
+    assert (report / "charts/training-tiny_srresnet.svg").is_file()
+    assert any(
+        "tiny_trained" in p.read_text() for p in report.glob("galleries/folder/*/page-1.html")
+    )
+
+
+def test_changing_one_model_retrains_it_and_reruns_only_what_reads_it(finished_run):
+    workdir, _ = finished_run
+    config = config_of(workdir)
+    config["models"]["tiny_srresnet"]["iterations"] = 9
+    changed = workdir / "model.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(workdir, "--configfile", str(changed))
+    shard_task_pairs = sum(
+        n_shards(workdir, name) * len(tasks_of(config, name)) for name in config["datasets"]
+    )
+    assert jobs == {
+        "train": 1,
+        "upscale": shard_task_pairs,
+        "measure": shard_task_pairs,
+        "merge_metrics": 1,
+        "summarize": 1,
+        "report": 1,
+        "all": 1,
+    }
+    # How many GPUs train it is no part of what it learns.
+    config["models"]["tiny_srresnet"]["iterations"] = 6
+    config["models"]["tiny_srresnet"]["gpus"] = 2
     changed.write_text(yaml.safe_dump(config))
     assert dry_run_jobs(workdir, "--configfile", str(changed)) == {}

@@ -32,13 +32,15 @@ def report(
     config: Mapping[str, Any],
     benchmarks: str | Path,
     options: Mapping[str, Any],
+    histories: Sequence[str | Path] = (),
 ) -> Path:
     """The report stage: the run's facts and tables rendered into ``out_dir``.
 
     ``manifests`` and ``faces`` are ``results/<dataset>/manifest.parquet`` and
     ``faces.parquet`` (the data set is the parent folder's name); ``benchmarks``
     the folder of Snakemake's benchmark files (stage timings); ``options`` the
-    config's ``report`` section.
+    config's ``report`` section; ``histories`` the trained models'
+    ``resources/models/<name>/history.parquet`` (the model is the parent folder's name).
     """
     run_info = collect_run_info(
         config=config, manifests=manifests, faces=faces, benchmarks_dir=Path(benchmarks)
@@ -50,5 +52,6 @@ def report(
         out_dir=Path(out_dir),
         manifests={Path(p).parent.name: pd.read_parquet(p) for p in manifests},
         faces={Path(p).parent.name: pd.read_parquet(p) for p in faces},
+        histories={Path(p).parent.name: pd.read_parquet(p) for p in histories},
         **options,
     )

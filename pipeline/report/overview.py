@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report.assets import svg_size
-from pipeline.report.charts import make_charts
+from pipeline.report.charts import make_charts, make_training_charts
 from pipeline.report.model import Category, ChartView, DatasetPart, InfoNode, Link, Section
 from pipeline.report.tables import legend, section_notes
 from pipeline.report.text import MISSING, Key, scalar_text, seconds_text, unique_id
@@ -20,7 +20,9 @@ class OverviewPage:
     def _charts(self) -> dict[str, list[ChartView]]:
         """Charts by key, written into the staging folder; each file must exist."""
         charts: dict[str, list[ChartView]] = {}
-        for chart in make_charts(self.raw_per_image, self.raw_summary, self.folder):
+        made = make_charts(self.raw_per_image, self.raw_summary, self.folder)
+        made += make_training_charts(self.histories, self.folder)
+        for chart in made:
             if Path(chart.path).is_absolute() or ".." in Path(chart.path).parts:
                 raise ValueError(f"chart {chart.id!r}: {chart.path!r} is not inside the report")
             path = self.folder / chart.path
@@ -38,6 +40,7 @@ class OverviewPage:
     ) -> None:
         used = {"overview", "contents", "run", "datasets-overview", "tasks", "methods"}
         used |= {"conventions", "software", "timings", "other-facts", "overview-charts", "main"}
+        used.add("training-charts")
         used |= {chart.id for views in charts.values() for chart in views}
         parts = []
         for dataset, categories in self.categories.items():
@@ -73,6 +76,7 @@ class OverviewPage:
             title=self.options.title,
             overview=overview,
             overview_charts=charts.get("overview", []),
+            training_charts=charts.get("training", []),
             parts=parts,
             dataset_anchors={part.name: part.id for part in parts},
             legend=legend(self.summary),

@@ -3,7 +3,7 @@
 Every reference is a relative path inside the folder; nothing is fetched from
 the network (no CDN, no web fonts) and nothing needs JavaScript. Layout::
 
-    index.html                                   overview, summary tables, charts
+    index.html                                   overview, summary tables, charts, training curves
     failures.html                                no face, missed eps, worst outputs
     failures-missed-eps.csv                      every PULSE search that missed eps
     galleries/<dataset>/<category>/page-<n>.html paginated galleries per category
@@ -107,6 +107,7 @@ def render_report(
     *,
     manifests: Mapping[str, pd.DataFrame] | None = None,
     faces: Mapping[str, pd.DataFrame] | None = None,
+    histories: Mapping[str, pd.DataFrame] | None = None,
     page_size: int = 24,
     max_images_per_category: int | None = None,
     seeds_shown: int = 4,
@@ -118,11 +119,13 @@ def render_report(
     (``summary`` with its ``category`` column; without one, every row counts as
     ``all``). ``manifests`` and ``faces`` map a data set's name to its
     ``manifest.parquet`` (``image_id``, ``categories``, ``status``, ``reason``)
-    and ``faces.parquet`` (``image_id``, ``status``, ``reason``, ``path``).
-    Image paths are relative to ``root`` unless absolute. ``page_size`` rows go
-    on each gallery page; ``max_images_per_category`` keeps the first images
-    (by id) of each category, None for all; ``seeds_shown`` seeds per
-    stochastic method get a thumbnail, further seeds a link.
+    and ``faces.parquet`` (``image_id``, ``status``, ``reason``, ``path``);
+    ``histories`` a trained model's name to its ``history.parquet`` (training
+    curves, :mod:`pipeline.train`). Image paths are relative to ``root`` unless
+    absolute. ``page_size`` rows go on each gallery page;
+    ``max_images_per_category`` keeps the first images (by id) of each
+    category, None for all; ``seeds_shown`` seeds per stochastic method get a
+    thumbnail, further seeds a link.
 
     A missing or unreadable image becomes a placeholder naming the problem;
     missing *columns* raise ``ValueError`` naming the table and the column. An
@@ -151,7 +154,10 @@ def render_report(
 
     options = Options(page_size, max_images_per_category, seeds_shown, title)
     with atomic_dir(out_dir) as staging:
-        Renderer(staging, Path(root), per_image, summary, run_info, manifests, faces, options)()
+        Renderer(
+            staging, Path(root), per_image, summary, run_info, manifests, faces, options,
+            histories=dict(histories or {}),
+        )()  # fmt: skip
     return out_dir / "index.html"
 
 
@@ -177,8 +183,10 @@ class Renderer(GalleryPages, FailurePages, OverviewPage):
         manifests: Mapping[str, pd.DataFrame],
         faces: Mapping[str, pd.DataFrame],
         options: Options,
+        histories: Mapping[str, pd.DataFrame] | None = None,
     ) -> None:
         self.folder = folder
+        self.histories = dict(histories or {})
         self.options = options
         self.assets = AssetWriter(folder, root)
         self.env = environment()

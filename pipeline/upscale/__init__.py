@@ -18,6 +18,8 @@ from typing import Any
 from pipeline.upscale.arch import (
     COMMON_OPTIONS,
     SKIP_WITHOUT_CUDA,
+    TRAINED,
+    TRAINED_SLOT,
     ArchSpec,
     DerivedWeights,
     UpscaleBatch,
@@ -28,6 +30,8 @@ __all__ = [
     "COMMON_OPTIONS",
     "DERIVED",
     "REGISTRY",
+    "TRAINED",
+    "TRAINED_SLOT",
     "ArchSpec",
     "DerivedWeights",
     "UpscaleBatch",
@@ -89,7 +93,20 @@ def check_method(name: str, options: Mapping[str, Any]) -> None:
             f"methods.{name}.arch: unknown architecture {arch!r}; known: {sorted(REGISTRY)}"
         )
     spec = REGISTRY[arch]
+    if TRAINED in options:
+        if not spec.trainable:
+            raise ValueError(
+                f"methods.{name}.{TRAINED}: arch {arch!r} cannot run a trained model "
+                f"(trainable: {sorted(a for a, s in REGISTRY.items() if s.trainable)})"
+            )
+        if TRAINED_SLOT in options:
+            raise ValueError(
+                f"methods.{name}: `{TRAINED}` and `{TRAINED_SLOT}` both name its checkpoint; "
+                "keep one"
+            )
     for slot in spec.weight_slots:
+        if slot == TRAINED_SLOT and TRAINED in options:
+            continue
         if not isinstance(options.get(slot), str):
             raise ValueError(
                 f"methods.{name}.{slot}: arch {arch!r} needs a checkpoint: the name of an "
@@ -119,9 +136,10 @@ def check_method(name: str, options: Mapping[str, Any]) -> None:
 
 def weight_names(options: Mapping[str, Any]) -> dict[str, str]:
     """The checkpoints a method names (required slots, and optional ones it fills):
-    weight slot -> name in the config's ``weights`` section."""
+    weight slot -> name in the config's ``weights`` section. A slot filled by a
+    trained model (``trained``) is not among them."""
     spec = get_arch(options["arch"])
-    named = {slot: options[slot] for slot in spec.weight_slots}
+    named = {slot: options[slot] for slot in spec.weight_slots if slot in options}
     named.update({slot: options[slot] for slot in spec.optional_weight_slots if slot in options})
     return named
 

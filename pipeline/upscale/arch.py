@@ -22,7 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 
 # Keys every method accepts, whatever its architecture (see the config schema).
-COMMON_OPTIONS = frozenset({"arch", "seeds", "enabled", "batch_size"})
+COMMON_OPTIONS = frozenset({"arch", "seeds", "enabled", "batch_size", "trained"})
+# The option naming a model the workflow trains (``models.<name>``), and the
+# weight slot its checkpoint fills in the methods of a trainable architecture.
+TRAINED = "trained"
+TRAINED_SLOT = "weights"
 # The config's `without_cuda` value under which the jobs of a GPU-only
 # architecture upscale nothing on a machine without CUDA (the other: `run`).
 SKIP_WITHOUT_CUDA = "skip"
@@ -104,6 +108,9 @@ class ArchSpec:
     optional_weight_slots: Mapping[str, str] = field(default_factory=dict)
     derived: tuple[DerivedWeights, ...] = ()
     check: Callable[[str, Mapping[str, Any]], None] | None = None
+    # Its methods may run a checkpoint the train stage makes (``trained: <model>``)
+    # in the slot ``TRAINED_SLOT`` instead of a ``weights`` entry.
+    trainable: bool = False
 
     @property
     def module(self) -> str:

@@ -5,7 +5,8 @@ Three networks, chosen with the ``variant`` option:
 ``paper`` (default): the generator of the SRGAN paper. A 9x9 convolution and
 PReLU; 16 residual blocks (3x3 conv, BN, PReLU, 3x3 conv, BN, skip); a 3x3
 conv and BN with a long skip from the head; two (x4) or three (x8) stages of
-3x3 conv -> PixelShuffle(2) -> PReLU; a 9x9 convolution to RGB. The parameter
+3x3 conv -> PixelShuffle(2) -> PReLU (one at x2, as the tutorial builds it); a
+9x9 convolution to RGB. The parameter
 names are those of the widely used ``a-PyTorch-Tutorial-to-Super-Resolution``
 (sgrvinod) ``SRResNet`` (``conv_block1.conv_block.0``,
 ``residual_blocks.N.conv_block1.conv_block.{0,1,2}``, ``conv_block2``,
@@ -79,7 +80,7 @@ from pipeline.upscale.torch_runtime import (
 log = logging.getLogger(__name__)
 
 VARIANTS = ("paper", "msrresnet", "mmedit")
-SCALES = {"paper": (4, 8), "msrresnet": (4,), "mmedit": (4,)}
+SCALES = {"paper": (2, 4, 8), "msrresnet": (4,), "mmedit": (4,)}
 NATIVE_RANGE = {"paper": (-1, 1), "msrresnet": (0, 1), "mmedit": (0, 1)}
 # Keys by which each variant is recognised (after any generator. prefix is removed).
 SIGNATURES = {
@@ -138,7 +139,7 @@ class SubPixelBlock(nn.Module):
 
 
 class SRResNet(nn.Module):
-    """The SRGAN paper's generator (x4 or x8); ``tanh`` ends it with tanh ([-1, 1] outputs)."""
+    """The SRGAN paper's generator (x2, x4 or x8); ``tanh`` ends it with tanh ([-1, 1] outputs)."""
 
     def __init__(
         self, scale: int = 4, num_feat: int = 64, num_block: int = 16, tanh: bool = True

@@ -33,6 +33,8 @@ wildcard_constraints:
     kernel=r"[a-z0-9-]+",
     role=r"source|metadata",
     weights=r"[A-Za-z0-9_]+",
+    model=r"[A-Za-z0-9_]+",
+    split=r"train|val|test",
     derived="|".join(facebench.derived_slots()) or "(?!)",
 
 
@@ -135,5 +137,40 @@ def all_targets(wildcards):
         f"{RESULTS}/plan.md",
         f"{RESULTS}/metrics/per_image.parquet",
         f"{RESULTS}/metrics/summary.csv",
+        *facebench.model_histories(config),
         REPORT_DIR,
     ]
+
+
+def training_pairs(wildcards):
+    """Every shard's aligned crops and LR inputs of a data set, for a task and kernel."""
+    task = {"lr": int(wildcards.lr), "hr": int(wildcards.hr)}
+    values = dict(wildcards.items())
+    shards = shards_of(wildcards.dataset)
+    return {
+        "aligned": [
+            rules.align.output.aligned.format(**values, size=task["hr"], shard=shard)
+            for shard in shards
+        ],
+        "lr": [
+            rules.downscale.output.lr.format(
+                **values, size=lr_source_size(config, task), shard=shard
+            )
+            for shard in shards
+        ],
+    }
+
+
+def model_pairs(wildcards):
+    """The cached pairs a model trains and validates on."""
+    model = config["models"][wildcards.model]
+    crops = rules.training_crops.output.crops
+    common = dict(kernel=model["kernel"], **model["task"])
+    return {
+        "train": crops.format(**common, dataset=model["dataset"], split=model["split"]),
+        "val": crops.format(
+            **common,
+            dataset=model["val_dataset"] or model["dataset"],
+            split=model["val_split"],
+        ),
+    }

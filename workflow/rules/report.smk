@@ -6,6 +6,7 @@ rule report:
             f"{RESULTS}/{{dataset}}/manifest.parquet", dataset=enabled_datasets()
         ),
         faces=expand(f"{RESULTS}/{{dataset}}/faces.parquet", dataset=enabled_datasets()),
+        histories=facebench.model_histories(config),
     output:
         report=report(
             directory(REPORT_DIR),

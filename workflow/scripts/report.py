@@ -11,4 +11,5 @@ with job_log(snakemake.log[0]):
         config=snakemake.config,
         benchmarks=snakemake.params.benchmarks,
         options=snakemake.params.report,
+        histories=snakemake.input.histories,
     )

@@ -71,9 +71,15 @@ from pipeline.report.charts.common import (
     stochastic_methods,
     usable_per_image,
 )
-from pipeline.report.charts.draw import dot_chart, overview_chart, plane_chart, spread_chart
+from pipeline.report.charts.draw import (
+    dot_chart,
+    overview_chart,
+    plane_chart,
+    spread_chart,
+    training_chart,
+)
 
-__all__ = ["Chart", "make_charts", "method_styles"]
+__all__ = ["Chart", "make_charts", "make_training_charts", "method_styles"]
 
 _RC: dict[str, object] = {
     "svg.fonttype": "none",
@@ -216,6 +222,28 @@ def make_charts(per_image: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -
     # Figures are made inside the context too: text objects read their font settings when built.
     with mpl.rc_context(_RC):
         for drawn in _all_charts(overall, usable, groups, styles):
+            slug = _unique(drawn.slug, used)
+            path = f"{CHART_DIR}/{slug}.svg"
+            write_bytes(Path(out_dir) / path, _render(drawn))
+            charts.append(
+                Chart(drawn.key, f"chart-{slug}", drawn.title, path, drawn.alt, drawn.caption)
+            )
+    return charts
+
+
+def make_training_charts(histories: Mapping[str, pd.DataFrame], out_dir: Path) -> list[Chart]:
+    """Write one chart of training curves per model (key ``training``), by model name.
+
+    ``histories`` maps a model's name to its ``history.parquet``
+    (:data:`pipeline.train.HISTORY_COLUMNS`); an empty history draws nothing.
+    """
+    charts: list[Chart] = []
+    used: set[str] = set()
+    with mpl.rc_context(_RC):
+        for model in sorted(histories):
+            drawn = training_chart(model, histories[model])
+            if drawn is None:
+                continue
             slug = _unique(drawn.slug, used)
             path = f"{CHART_DIR}/{slug}.svg"
             write_bytes(Path(out_dir) / path, _render(drawn))

@@ -41,6 +41,7 @@ from pipeline.report.charts.common import (
     n_words,
     pick_metric,
     ranked_rows,
+    safe,
     stochastic_methods,
     task_order,
 )
@@ -472,3 +473,51 @@ def dedupe(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         if item not in seen:
             seen.append(item)
     return seen
+
+
+# Training curves: (history column, axis label, whether lower is better).
+TRAINING_PANELS = (
+    ("loss", "training loss (mean since the previous row)", True),
+    ("val_psnr_y", "validation PSNR-Y (dB)", False),
+    ("val_lpips", "validation LPIPS", True),
+)
+
+
+def training_chart(model: str, history: pd.DataFrame) -> Drawn | None:
+    """One model's training curves against the iteration: its loss (log scale), then
+    validation PSNR-Y and LPIPS where measured; ``None`` for an empty history."""
+    panels = [
+        (column, label, lower)
+        for column, label, lower in TRAINING_PANELS
+        if column in history and history[column].notna().any()
+    ]
+    if history.empty or not panels:
+        return None
+    figure = Figure(figsize=(FIGURE_WIDTH_IN, 1.9 * len(panels)), layout="constrained")
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    iterations = history["iteration"].to_numpy()
+    for ax, (column, label, lower) in zip(axes, panels, strict=True):
+        values = history[column].to_numpy(dtype=float)
+        ax.plot(iterations, values, marker="o", markersize=3, color="#0072B2")
+        if column == "loss" and (values[np.isfinite(values)] > 0).all():
+            ax.set_yscale("log")
+        ax.set_ylabel(f"{label}\n({'lower' if lower else 'higher'} is better)", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("iteration")
+    last = history.iloc[-1]
+    words = [f"loss {last['loss']:.4g}"]
+    if pd.notna(last.get("val_psnr_y")):
+        words.append(f"validation PSNR-Y {last['val_psnr_y']:.2f} dB")
+    if pd.notna(last.get("val_lpips")):
+        words.append(f"LPIPS {last['val_lpips']:.3f}")
+    return Drawn(
+        key="training",
+        slug=safe(f"training-{model}"),
+        title=f"Training of {model}",
+        alt=f"Training curves of model {model}: at iteration {int(last['iteration'])}, "
+        + ", ".join(words)
+        + ".",
+        caption="One point per validation; the loss is the mean over the iterations since the "
+        "previous point; PSNR-Y and SSIM-Y with BasicSR's conventions on the 8-bit outputs.",
+        figure=figure,
+    )

@@ -8,7 +8,7 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
 - ``weights``: name of a checkpoint in the config's ``weights`` section; the
   weights stage fetches it and the build receives its path as ``weights_path``.
 - ``scale``: the network's own factor; must match the checkpoint (checked at
-  load). esrgan: 4. srresnet/srgan: 4 or 8 (variants ``msrresnet``, ``mmedit``: 4).
+  load). esrgan: 4. srresnet/srgan: 2, 4 or 8 (variants ``msrresnet``, ``mmedit``: 4).
 - ``resample_kernel``: kernel that brings the network's ``scale x lr`` output
   to the task's ``hr`` size when they differ (``pipeline.resize.KERNELS``;
   default ``pil-bicubic``); reported per image as ``resampled_with``.
@@ -19,6 +19,8 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
   ``mmedit`` (OpenMMLab)), ``output_range`` (``[-1, 1]`` or ``[0, 1]``;
   default: the variant's own, [-1, 1] for paper, [0, 1] for the others),
   ``input_norm`` (``unit`` or ``imagenet``). See ``pipeline.upscale.srresnet``.
+- srresnet/srgan only: ``trained`` instead of ``weights``: a model the train
+  stage makes (``models.<name>``, see ``pipeline.train``).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ ESRGAN = ArchSpec(
 
 SRRESNET_OPTIONS = {
     **COMMON,
-    "scale": lambda value: _is_int(value) and value in (4, 8),
+    "scale": lambda value: _is_int(value) and value in (2, 4, 8),
     "variant": lambda value: value in ("paper", "msrresnet", "mmedit"),
     "output_range": _is_range,
     "input_norm": lambda value: value in ("unit", "imagenet"),
@@ -106,6 +108,7 @@ SRRESNET, SRGAN = (
         uses_gpu=True,
         stochastic=False,
         weight_slots={"weights": "weights_path"},
+        trainable=True,
     )
     for name in ("srresnet", "srgan")
 )
