@@ -7,8 +7,9 @@ sets of the shared FFHQ photos, ``one`` (1 image) and ``many`` (``--images``,
 one shard), one task (32 -> 128), bicubic and (with the shared checkpoint)
 Real-ESRGAN, LPIPS and identity on. After one full run, the upscale, reference
 and measure jobs are forced to run again ``--repeats`` times one at a time
-(``--cores 1``), and each job's wall-clock seconds and CPU seconds are read
-from its Snakemake benchmark file. Per kind of job:
+(``--cores 1``); each job's wall-clock seconds are read from its Snakemake
+benchmark file, its CPU seconds (the whole process: interpreter, Snakemake's
+preamble, imports, work) from the last line of its log. Per kind of job:
 
 - per image = (cost of ``many`` - cost of ``one``) / (images - 1);
 - fixed cost = cost of ``one`` - per image.
@@ -53,6 +54,7 @@ sys.path.insert(0, str(REPO))
 from _machine import cpu_name  # noqa: E402
 
 from pipeline.io import write_json  # noqa: E402
+from pipeline.smk import CPU_MARK  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 TASK = {"lr": 32, "hr": 128}
@@ -123,15 +125,24 @@ def targets(config: dict[str, Any]) -> list[str]:
 
 
 def job_costs(workdir: Path) -> dict[tuple[str, str, str], tuple[float, float]]:
-    """(kind, data set, method or '') -> (wall s, CPU s) from the benchmark files."""
+    """(kind, data set, method or '') -> (wall s, CPU s) of each job's last run.
+
+    Wall seconds from Snakemake's benchmark file; CPU seconds from the last line
+    of the job's log (:func:`pipeline.smk.job_log`): the benchmark file's CPU
+    time is sampled once a second and misses a short job's last second.
+    """
     found = {}
     for kind in KINDS:
-        for path in (workdir / "results" / "benchmarks" / kind).rglob("*.tsv"):
-            parts = path.relative_to(workdir / "results" / "benchmarks" / kind).parts
+        folder = workdir / "results" / "benchmarks" / kind
+        for path in folder.rglob("*.tsv"):
+            parts = path.relative_to(folder).with_suffix("").parts
             method = parts[1] if kind != "reference_features" else ""
             with path.open() as stream:
                 row = list(csv.DictReader(stream, delimiter="\t"))[-1]
-            found[(kind, parts[0], method)] = (float(row["s"]), float(row["cpu_time"]))
+            log = (workdir / "logs" / kind).joinpath(*parts).with_suffix(".log")
+            cpu = [line for line in log.read_text().splitlines() if CPU_MARK in line][-1]
+            seconds = float(cpu.split(CPU_MARK, 1)[1].split()[0])
+            found[(kind, parts[0], method)] = (float(row["s"]), seconds)
     return found
 
 
