@@ -20,7 +20,7 @@ descriptors coming from the ``reference_features`` job (counted apart, once
 per ground-truth image for all methods, tasks and seeds).
 
 Where the fixed cost goes: the CPU seconds of importing each library in a
-fresh interpreter (as a job does), and a cProfile of a measure job's stage
+fresh interpreter (as a job does), and a cProfile (CPU time) of a measure job's stage
 function on the ``many`` shard (its largest cumulative entries).
 
 The CPU is shared (the load average is recorded): wall-clock seconds grow with
@@ -167,7 +167,7 @@ began = time.process_time()
 import pandas as pd
 from pipeline.measure import stage
 job = pickle.loads(bytes.fromhex(sys.argv[1]))
-profile = cProfile.Profile()
+profile = cProfile.Profile(time.process_time)
 profile.enable()
 stage.measure(**job)
 profile.disable()
