@@ -61,6 +61,7 @@ def measure(
     device: str | None = None,
     gpus: int = 0,
     gpu_lock_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Score each upscaled image of a shard against its ground truth.
 
@@ -84,7 +85,9 @@ def measure(
     LPIPS and identity load their models once per job and nothing when
     disabled (see :func:`batched_metrics`). ``device``: a torch device, else
     one is claimed for the job (a GPU of its own when ``gpus`` > 0 and one is
-    visible, see :func:`pipeline.devices.job_device`).
+    visible, see :func:`pipeline.devices.job_device`). ``threads``: torch's CPU
+    threads (the rule's ``threads``; None leaves torch's default, every core,
+    whose idle threads spin and cost CPU time when jobs share the cores).
 
     Searches that missed eps (facts ``converged`` false): with ``eps_not_reached``
     ``exclude`` (default) their row gets status ``eps_not_reached`` (still scored,
@@ -100,7 +103,7 @@ def measure(
                 dataset=dataset, method=method, kernel=kernel, lr=lr, hr=hr, seeds=seeds,
                 crop_border=crop_border, lpips=lpips, identity=identity,
                 checkpoints=checkpoints, references=references, eps_not_reached=eps_not_reached,
-                device=claimed,
+                device=claimed, threads=threads,
             )  # fmt: skip
     lr_size, hr_size = int(lr), int(hr)
     keys = {
@@ -116,7 +119,7 @@ def measure(
     facts = _read_facts(Path(sr_dir) / "facts.parquet")
     batched = batched_metrics(
         lpips=lpips, identity=identity, checkpoints=checkpoints, references=references,
-        device=device,
+        device=device, threads=threads,
     )  # fmt: skip
     columns = {name: np.nan for metric in batched for name in metric.columns}
     rows: list[dict[str, Any]] = []
@@ -196,8 +199,19 @@ class BatchedMetric(Protocol):
 class LpipsMetric:
     """LPIPS over batches of ``batch_size`` pairs (the model is loaded once per job)."""
 
-    def __init__(self, lpips: Mapping[str, Any], checkpoints: Mapping[str, Any], device: str):
+    def __init__(
+        self,
+        lpips: Mapping[str, Any],
+        checkpoints: Mapping[str, Any],
+        device: str,
+        threads: int | None = None,
+    ):
         from pipeline.measure.perceptual import load_lpips
+
+        if threads and str(device) == "cpu":
+            import torch
+
+            torch.set_num_threads(int(threads))
 
         self.column = f"lpips_{lpips['net']}"
         self.columns = (self.column,)
@@ -268,6 +282,7 @@ def batched_metrics(
     checkpoints: Mapping[str, Any] | None,
     references: Path | None,
     device: str,
+    threads: int | None = None,
 ) -> list[BatchedMetric]:
     """The enabled metrics beyond PSNR/SSIM/LR consistency, each loaded once per job;
     a disabled one loads nothing (no torch without LPIPS, no dlib without identity)."""
@@ -275,7 +290,7 @@ def batched_metrics(
     if lpips:
         if checkpoints is None:
             raise ValueError("measure: LPIPS is enabled, but its checkpoints were not given")
-        metrics.append(LpipsMetric(lpips, checkpoints, device))
+        metrics.append(LpipsMetric(lpips, checkpoints, device, threads))
     if identity:
         metrics.append(IdentityMetric(identity, references))
     return metrics

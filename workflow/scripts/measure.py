@@ -22,4 +22,5 @@ with job_log(snakemake.log[0]):
         eps_not_reached=snakemake.params.eps_not_reached,
         gpus=snakemake.resources.gpu,
         gpu_lock_dir=snakemake.config["gpu_lock_dir"],
+        threads=snakemake.threads,
     )
