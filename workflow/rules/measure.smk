@@ -1,10 +1,3 @@
-def reference_table(wildcards):
-    """The shard's ground-truth descriptors (rule reference_features), when identity is on."""
-    if not config["measure"]["identity"]["enabled"]:
-        return {}
-    return {"references": rules.reference_features.output.table.format(**wildcards)}
-
-
 # Made once per ground-truth shard and read by every measure job of it (all
 # methods, tasks of that size, kernels and seeds).
 rule reference_features:
