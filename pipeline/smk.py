@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+# Starts the job log's last line, which gives the job's CPU time.
+CPU_MARK = "job resources:"
 
 
 @contextlib.contextmanager
@@ -15,7 +19,10 @@ def job_log(path: str | Path) -> Iterator[logging.Logger]:
     """Send the job's logging, stdout and stderr (progress bars included) to its log file.
 
     An exception is written to the log with its traceback and re-raised, so
-    Snakemake marks the job failed and the log says why.
+    Snakemake marks the job failed and the log says why. The last line gives the
+    process's CPU seconds so far (interpreter start, imports and work; Snakemake's
+    benchmark files sample CPU time once a second and miss a short job's last
+    second) and its peak memory (``benchmarks/job_overhead.py`` reads it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +41,12 @@ def job_log(path: str | Path) -> Iterator[logging.Logger]:
             print(f"facebench job failed; see {path}", file=sys.__stderr__)
             raise
         finally:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            logger.info(
+                "%s %.3f s CPU (user %.3f, system %.3f), %.0f MB peak memory",
+                CPU_MARK, usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_stime,
+                usage.ru_maxrss / 1024,
+            )  # fmt: skip
             root.removeHandler(handler)
 
 

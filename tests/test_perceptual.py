@@ -248,3 +248,30 @@ def test_mismatched_files_are_refused() -> None:
         P.load_lpips("alex", ALEX[0], VGG[1])  # VGG heads: right keys, wrong shapes
     # Resolved: ../shared may be a link.
     assert Path(info.value.path).resolve() == VGG[1].resolve()
+
+
+@needs_weights
+@pytest.mark.parametrize(("net", "paths"), [("alex", ALEX), ("vgg", VGG)])
+def test_the_network_is_the_lpips_package_s(net: str, paths: tuple[Path, Path]) -> None:
+    """The network written here (no torchvision import) computes what lpips.LPIPS does
+    with the same weights, on real faces."""
+    import warnings
+
+    import lpips
+
+    ours = P.load_lpips(net, *paths)
+    with warnings.catch_warnings():  # torchvision: `pretrained=False` is deprecated
+        warnings.simplefilter("ignore", UserWarning)
+        reference = lpips.LPIPS(
+            net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False
+        )
+    assert set(reference.state_dict()) == set(ours.state_dict())
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    reference.eval()
+    faces = _faces(4)
+    rng = np.random.default_rng(1)
+    noisy = np.clip(faces + rng.normal(0, 10, faces.shape), 0, 255).astype(np.uint8)
+    with torch.no_grad():
+        a, b = P._to_input(noisy, torch.device("cpu")), P._to_input(faces, torch.device("cpu"))
+        expected = reference(a, b).reshape(-1).double().numpy()
+    np.testing.assert_allclose(P.lpips_distance(ours, noisy, faces), expected, rtol=0, atol=1e-6)

@@ -36,8 +36,8 @@ FAKE_SLURM = TESTS / "fake_slurm"
 # The workflow's rules; `download`, `fetch_weights`, `plan` and `all` run on the submitting host.
 WORKFLOW_RULES = {
     "download", "fetch_weights", "plan", "derive_weights", "catalog", "detect_faces", "align",
-    "downscale", "upscale", "measure", "merge_faces", "merge_metrics", "summarize", "report",
-    "contact_sheet",
+    "downscale", "upscale", "reference_features", "measure", "merge_faces", "merge_metrics",
+    "summarize", "report", "contact_sheet",
 }  # fmt: skip
 LOCAL_RULES = {"all", "download", "fetch_weights", "plan"}
 # Rules the tiny project does not need (it has no PULSE method).

@@ -1,9 +1,9 @@
 """LPIPS perceptual distance (Zhang et al., CVPR 2018), built entirely offline.
 
-The metric is the ``lpips`` package's network (v0.1: the input scaling layer,
-unit-normalized features of five backbone layers, learned 1x1 "linear" heads,
-spatial average). Its weights come from two local files, so nothing is ever
-downloaded at run time:
+The metric is LPIPS v0.1 as the ``lpips`` package computes it: the input
+scaling layer, unit-normalized features of five backbone layers, learned 1x1
+"linear" heads, spatial average, summed over the layers. Its weights come from
+two local files, so nothing is ever downloaded at run time:
 
 - the backbone: torchvision's ImageNet-trained ``features`` convolutions, as a
   state dict with torchvision keys ``features.N.weight`` / ``features.N.bias``.
@@ -13,11 +13,14 @@ downloaded at run time:
 - the linear heads: ``lpips/weights/v0.1/<net>.pth`` as shipped inside the
   lpips wheel (keys ``lin0.model.1.weight`` .. ``lin4.model.1.weight``).
 
-How the offline build works: ``lpips.LPIPS(pnet_rand=True)`` makes torchvision
-build the backbone with ``weights=None`` (random init, no download), and
-``pretrained=False`` skips the package's own loading of the heads, which uses
-``strict=False`` and would accept a file that matches no key. Both files are
-then loaded here into one complete state dict with ``strict=True``, so every
+The network is :class:`LpipsNetwork`, written here with the ``lpips``
+package's module names and state-dict keys (``scaling_layer.*``,
+``net.sliceK.N.*``, ``linK.model.1.weight`` and ``lins.K.model.1.weight``),
+rather than ``lpips.LPIPS``: importing ``lpips`` imports torchvision, whose
+import pulls in ``torch._dynamo`` (about 2 s of CPU, in every metric job,
+for five convolutions). ``tests/test_perceptual.py`` checks it against
+``lpips.LPIPS`` (the package stays the reference, a test dependency). Both
+files are loaded into one complete state dict with ``strict=True``, so every
 parameter of the metric provably comes from the two files.
 
 Conventions of :func:`lpips_distance`: inputs are uint8 ``N x H x W x 3`` RGB
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,17 +129,120 @@ def _head_entries(model: Any, heads: dict[str, Any], path: Path) -> dict[str, An
     return entries
 
 
+# torchvision's ``features`` of each backbone: a convolution is (in, out, kernel,
+# stride, padding), each followed by an in-place ReLU; "M" a max pool (kernel, stride).
+_ALEX = [(3, 64, 11, 4, 2), ("M", 3, 2), (64, 192, 5, 1, 2), ("M", 3, 2),
+         (192, 384, 3, 1, 1), (384, 256, 3, 1, 1), (256, 256, 3, 1, 1)]  # fmt: skip
+_VGG = [(3, 64), (64, 64), "M", (64, 128), (128, 128), "M",
+        (128, 256), (256, 256), (256, 256), "M", (256, 512), (512, 512), (512, 512), "M",
+        (512, 512), (512, 512), (512, 512)]  # fmt: skip
+# Where LPIPS reads each backbone's five layers: slice K holds features[ends[K-1]:ends[K]].
+_SLICE_ENDS = {"alex": (2, 5, 8, 10, 12), "vgg": (4, 9, 16, 23, 30)}
+_CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+# LPIPS's input scaling (its ScalingLayer): (x - shift) / scale, per RGB channel.
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_NORM_EPS = 1e-10
+
+
+def _features(net: str) -> list[Any]:
+    """torchvision's ``features`` layers of the backbone, in order (their index is their key)."""
+    from torch import nn
+
+    layers: list[Any] = []
+    if net == "alex":
+        for spec in _ALEX:
+            if spec[0] == "M":
+                layers.append(nn.MaxPool2d(kernel_size=spec[1], stride=spec[2]))
+            else:
+                cin, cout, kernel, stride, padding = spec
+                layers += [nn.Conv2d(cin, cout, kernel, stride, padding), nn.ReLU(inplace=True)]
+        return layers
+    for spec in _VGG:
+        if spec == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(*spec, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+    return layers
+
+
+def _network_class() -> type:
+    """:class:`LpipsNetwork`, made on first use so that importing this module needs no torch."""
+    import torch
+    from torch import nn
+
+    class Backbone(nn.Module):
+        def __init__(self, net: str):
+            super().__init__()
+            layers = _features(net)
+            begin = 0
+            for k, end in enumerate(_SLICE_ENDS[net], start=1):
+                block = nn.Sequential()
+                for index in range(begin, end):
+                    block.add_module(str(index), layers[index])
+                self.add_module(f"slice{k}", block)
+                begin = end
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            outputs = []
+            for k in range(1, _N_HEADS + 1):
+                x = getattr(self, f"slice{k}")(x)
+                outputs.append(x)
+            return outputs
+
+    class Head(nn.Module):
+        def __init__(self, channels: int):
+            super().__init__()
+            # Dropout is inactive in eval mode; kept so the keys read model.1.weight.
+            self.model = nn.Sequential(nn.Dropout(), nn.Conv2d(channels, 1, 1, bias=False))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x)
+
+    class Scaling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("shift", torch.tensor(_SHIFT)[None, :, None, None])
+            self.register_buffer("scale", torch.tensor(_SCALE)[None, :, None, None])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x - self.shift) / self.scale
+
+    class Network(nn.Module):
+        """LPIPS v0.1 of one backbone: ``forward(a, b)`` gives ``N x 1 x 1 x 1`` distances
+        of images in [-1, 1]."""
+
+        def __init__(self, net: str):
+            super().__init__()
+            self.pnet_type = net
+            self.scaling_layer = Scaling()
+            self.net = Backbone(net)
+            heads = [Head(channels) for channels in _CHANNELS[net]]
+            for k, head in enumerate(heads):
+                self.add_module(f"lin{k}", head)
+            self.lins = nn.ModuleList(heads)
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            total = 0
+            pairs = zip(
+                self.net(self.scaling_layer(a)), self.net(self.scaling_layer(b)), strict=True
+            )
+            for head, (fa, fb) in zip(self.lins, pairs, strict=True):
+                na = fa / (torch.sqrt(torch.sum(fa**2, dim=1, keepdim=True)) + _NORM_EPS)
+                nb = fb / (torch.sqrt(torch.sum(fb**2, dim=1, keepdim=True)) + _NORM_EPS)
+                total = total + head((na - nb) ** 2).mean([2, 3], keepdim=True)
+            return total
+
+    return Network
+
+
 @functools.lru_cache(maxsize=8)
 def _load(net: str, features_path: Path, linear_path: Path, device: str) -> torch.nn.Module:
-    import lpips
     import torch
 
     features = _read_state_dict(features_path, f"{net} backbone")
     heads = _read_state_dict(linear_path, f"{net} linear-head")
-    with warnings.catch_warnings():
-        # torchvision warns that `pretrained=False` is deprecated; it still means weights=None.
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+    model = _network_class()(net)
     state = {k: v for k, v in model.state_dict().items() if k.startswith("scaling_layer.")}
     state.update(_backbone_entries(model, features, features_path))
     state.update(_head_entries(model, heads, linear_path))

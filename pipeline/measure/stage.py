@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from pipeline.devices import job_device
-from pipeline.io import load_array, write_parquet
+from pipeline.io import InputError, load_array, write_parquet
 from pipeline.measure import quality
 from pipeline.measure.catalogue import METRIC_COLUMNS
+from pipeline.measure.reference import compares_faces, read_reference_features
 from pipeline.resize import downscale as downscale_image
 from pipeline.vocabulary import (
-    CENTRE_CROP,
     EPS_EXCLUDE,
     EPS_NOT_REACHED,
     EPS_POLICIES,
@@ -55,10 +56,12 @@ def measure(
     lpips: Mapping[str, Any] | None = None,
     identity: Mapping[str, Any] | None = None,
     checkpoints: Mapping[str, Any] | None = None,
+    references: Path | None = None,
     eps_not_reached: str = EPS_EXCLUDE,
     device: str | None = None,
     gpus: int = 0,
     gpu_lock_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Score each upscaled image of a shard against its ground truth.
 
@@ -76,9 +79,15 @@ def measure(
     ``measure.identity`` (``enabled`` and the options of
     :func:`pipeline.measure.identity.identity_distance`); None turns a metric
     off. ``checkpoints`` holds LPIPS's files as ``lpips_features`` and
-    ``lpips_linear`` (the rule's named inputs). ``device``: a torch device, else
+    ``lpips_linear`` (the rule's named inputs). ``references``: the shard's
+    ground-truth descriptors (:mod:`pipeline.measure.reference`, the rule
+    ``reference_features``); None computes them here, once per image.
+    LPIPS and identity load their models once per job and nothing when
+    disabled (see :func:`batched_metrics`). ``device``: a torch device, else
     one is claimed for the job (a GPU of its own when ``gpus`` > 0 and one is
-    visible, see :func:`pipeline.devices.job_device`).
+    visible, see :func:`pipeline.devices.job_device`). ``threads``: torch's CPU
+    threads (the rule's ``threads``; None leaves torch's default, every core,
+    whose idle threads spin and cost CPU time when jobs share the cores).
 
     Searches that missed eps (facts ``converged`` false): with ``eps_not_reached``
     ``exclude`` (default) their row gets status ``eps_not_reached`` (still scored,
@@ -93,7 +102,8 @@ def measure(
                 faces_path, hr_dir, lr_dir, sr_dir, out,
                 dataset=dataset, method=method, kernel=kernel, lr=lr, hr=hr, seeds=seeds,
                 crop_border=crop_border, lpips=lpips, identity=identity,
-                checkpoints=checkpoints, eps_not_reached=eps_not_reached, device=claimed,
+                checkpoints=checkpoints, references=references, eps_not_reached=eps_not_reached,
+                device=claimed, threads=threads,
             )  # fmt: skip
     lr_size, hr_size = int(lr), int(hr)
     keys = {
@@ -104,24 +114,15 @@ def measure(
         "hr_size": hr_size,
     }
     lpips = lpips if lpips and lpips["enabled"] else None
-    identity = (
-        {k: v for k, v in identity.items() if k != "enabled"}
-        if identity and identity["enabled"]
-        else None
-    )
+    identity = identity if identity and identity["enabled"] else None
     faces = pd.read_parquet(faces_path)
     facts = _read_facts(Path(sr_dir) / "facts.parquet")
-    lpips_model = None
-    if lpips:
-        from pipeline.measure.perceptual import load_lpips
-
-        if checkpoints is None:
-            raise ValueError("measure: LPIPS is enabled, but its checkpoints were not given")
-        lpips_model = load_lpips(
-            lpips["net"], checkpoints["lpips_features"], checkpoints["lpips_linear"], device
-        )
+    batched = batched_metrics(
+        lpips=lpips, identity=identity, checkpoints=checkpoints, references=references,
+        device=device, threads=threads,
+    )  # fmt: skip
+    columns = {name: np.nan for metric in batched for name in metric.columns}
     rows: list[dict[str, Any]] = []
-    scored: list[tuple[int, np.ndarray, np.ndarray]] = []  # (row index, sr, hr) for LPIPS
     for face in tqdm(faces.itertuples(), total=len(faces), desc="measure", mininterval=10):
         status, reason = _status_of(
             face.status, face.reason if isinstance(face.reason, str) else ""
@@ -131,11 +132,9 @@ def measure(
         usable = face.status in FRAMED
         alignment = getattr(face, "alignment", None)
         alignment = alignment if isinstance(alignment, str) else None
-        # Identity compares faces (catalogue: needs_face); a centre crop has none to compare.
-        with_identity = bool(identity) and usable and alignment != CENTRE_CROP
+        with_face = compares_faces(face.status, alignment)
         hr_image = load_array(hr_path) if usable else None
         lr_image = load_array(lr_path) if usable else None
-        hr_face = _hr_face(hr_image, identity) if with_identity else None
         for seed in seeds:
             sr_path = Path(sr_dir) / f"{face.image_id}_s{seed}.png"
             row: dict[str, Any] = {
@@ -143,10 +142,10 @@ def measure(
                 "status": status, "reason": reason, "alignment": alignment,
                 "crop_border": crop_border,
                 "lr_path": str(lr_path), "sr_path": str(sr_path), "hr_path": str(hr_path),
-                **dict.fromkeys(METRIC_COLUMNS, np.nan),
-                **({"identity_distance": np.nan} if identity else {}),
+                **dict.fromkeys(METRIC_COLUMNS, np.nan), **columns,
                 **facts.get((face.image_id, int(seed)), {}),
             }  # fmt: skip
+            pair = None
             if row["status"] == SKIPPED_NO_CUDA:
                 pass  # the upscale stage's reason stands
             elif usable and not sr_path.exists():
@@ -154,22 +153,147 @@ def measure(
             elif usable:
                 sr = load_array(sr_path)
                 row.update(_score(sr, hr_image, lr_image, lr_size, kernel, crop_border))
-                if with_identity:
-                    from pipeline.measure.identity import identity_distance
-
-                    row.update(identity_distance(sr, hr_image, hr_face=hr_face, **identity))
-                if lpips_model is not None:
-                    scored.append((len(rows), sr, hr_image))
+                pair = Pair(face.image_id, sr, hr_image, with_face)
             if eps_not_reached == EPS_EXCLUDE:
                 _flag_missed_eps(row)
             rows.append(row)
-            if lpips_model is not None and len(scored) >= lpips["batch_size"]:
-                _add_lpips(rows, scored, lpips_model, lpips)
-    if lpips_model is not None:
-        _add_lpips(rows, scored, lpips_model, lpips)
+            if pair is not None:
+                for metric in batched:
+                    metric.add(len(rows) - 1, pair, rows)
+    for metric in batched:
+        metric.finish(rows)
     frame = pd.DataFrame(rows)
     write_parquet(out, frame)
     return frame
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One scored output and its ground truth (uint8 RGB); ``with_face``: the image
+    has a face to compare (:func:`pipeline.measure.reference.compares_faces`)."""
+
+    image_id: str
+    sr: np.ndarray
+    hr: np.ndarray
+    with_face: bool
+
+
+class BatchedMetric(Protocol):
+    """A metric the stage hands every scored pair and lets compute in batches.
+
+    ``columns``: the columns it fills (NaN in rows it does not score). ``add``
+    takes the index of a row of ``rows`` and its pair (a metric that needs a
+    face skips pairs without one) and may compute what it has queued, writing
+    its columns into ``rows``; ``finish`` computes the rest. A new metric is a
+    class of this shape, made in :func:`batched_metrics` when the config enables
+    it, beside its entry in :mod:`pipeline.measure.catalogue`.
+    """
+
+    columns: tuple[str, ...]
+
+    def add(self, index: int, pair: Pair, rows: list[dict[str, Any]]) -> None: ...
+
+    def finish(self, rows: list[dict[str, Any]]) -> None: ...
+
+
+class LpipsMetric:
+    """LPIPS over batches of ``batch_size`` pairs (the model is loaded once per job)."""
+
+    def __init__(
+        self,
+        lpips: Mapping[str, Any],
+        checkpoints: Mapping[str, Any],
+        device: str,
+        threads: int | None = None,
+    ):
+        from pipeline.measure.perceptual import load_lpips
+
+        if threads and str(device) == "cpu":
+            import torch
+
+            torch.set_num_threads(int(threads))
+
+        self.column = f"lpips_{lpips['net']}"
+        self.columns = (self.column,)
+        self.batch_size = int(lpips["batch_size"])
+        self.model = load_lpips(
+            lpips["net"], checkpoints["lpips_features"], checkpoints["lpips_linear"], device
+        )
+        self.queued: list[tuple[int, Pair]] = []
+
+    def add(self, index: int, pair: Pair, rows: list[dict[str, Any]]) -> None:
+        self.queued.append((index, pair))
+        if len(self.queued) >= self.batch_size:
+            self.finish(rows)
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        from pipeline.measure.perceptual import lpips_distance
+
+        if not self.queued:
+            return
+        distances = lpips_distance(
+            self.model,
+            np.stack([pair.sr for _, pair in self.queued]),
+            np.stack([pair.hr for _, pair in self.queued]),
+            batch_size=self.batch_size,
+        )
+        for (index, _), value in zip(self.queued, distances, strict=True):
+            rows[index][self.column] = float(value)
+        self.queued.clear()
+
+
+class IdentityMetric:
+    """dlib's identity distance of each pair with a face, one output at a time (dlib's
+    network gains nothing from batches). The ground truth's descriptors come from the
+    shard's reference table when given, else are computed once per image here."""
+
+    columns = ("identity_distance",)
+
+    def __init__(self, identity: Mapping[str, Any], references: Path | None):
+        from pipeline.measure.identity import identity_distance
+
+        self.distance = identity_distance
+        self.options = {k: v for k, v in identity.items() if k != "enabled"}
+        self.references = references
+        self.hr_faces = read_reference_features(references) if references else {}
+
+    def add(self, index: int, pair: Pair, rows: list[dict[str, Any]]) -> None:
+        if not pair.with_face:
+            return
+        if pair.image_id not in self.hr_faces:
+            if self.references is not None:
+                raise InputError(
+                    self.references, f"has no ground-truth descriptor of {pair.image_id}"
+                )
+            from pipeline.measure.identity import face_descriptor
+
+            self.hr_faces[pair.image_id] = face_descriptor(pair.hr, **self.options)
+        hr_face = self.hr_faces[pair.image_id]
+        rows[index].update(self.distance(pair.sr, pair.hr, hr_face=hr_face, **self.options))
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        pass
+
+
+def batched_metrics(
+    *,
+    lpips: Mapping[str, Any] | None,
+    identity: Mapping[str, Any] | None,
+    checkpoints: Mapping[str, Any] | None,
+    references: Path | None,
+    device: str,
+    threads: int | None = None,
+) -> list[BatchedMetric]:
+    """The enabled metrics beyond PSNR/SSIM/LR consistency, each loaded once per job;
+    a disabled one loads nothing (no torch without LPIPS, no dlib without identity)."""
+    metrics: list[BatchedMetric] = []
+    if lpips:
+        if checkpoints is None:
+            raise ValueError("measure: LPIPS is enabled, but its checkpoints were not given")
+        metrics.append(LpipsMetric(lpips, checkpoints, device, threads))
+    if identity:
+        metrics.append(IdentityMetric(identity, references))
+    return metrics
 
 
 def _flag_missed_eps(row: dict[str, Any]) -> None:
@@ -195,35 +319,6 @@ def _read_facts(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
     records = facts.drop(columns=["image_id", "seed"]).to_dict("records")
     keys = zip(facts["image_id"], facts["seed"].astype(int), strict=True)
     return {key: record for key, record in zip(keys, records, strict=True)}
-
-
-def _hr_face(hr: np.ndarray, identity: Mapping[str, Any]) -> Any:
-    # The ground truth's descriptor is shared by every seed of the image.
-    from pipeline.measure.identity import face_descriptor
-
-    return face_descriptor(hr, **identity)
-
-
-def _add_lpips(
-    rows: list[dict[str, Any]],
-    scored: list[tuple[int, np.ndarray, np.ndarray]],
-    model: Any,
-    lpips: Mapping[str, Any],
-) -> None:
-    """Compute LPIPS for the collected (row, sr, hr) triples in one batch, then clear them."""
-    from pipeline.measure.perceptual import lpips_distance
-
-    if not scored:
-        return
-    distances = lpips_distance(
-        model,
-        np.stack([sr for _, sr, _ in scored]),
-        np.stack([hr for _, _, hr in scored]),
-        batch_size=lpips["batch_size"],
-    )
-    for (index, _, _), value in zip(scored, distances, strict=True):
-        rows[index][f"lpips_{lpips['net']}"] = float(value)
-    scored.clear()
 
 
 def _score(

@@ -67,6 +67,13 @@ def lr_inputs(wildcards):
     return expand(rules.downscale.output.lr, size=source, allow_missing=True)[0]
 
 
+def reference_table(wildcards):
+    """The shard's ground-truth descriptors (rule reference_features), when identity is on."""
+    if not config["measure"]["identity"]["enabled"]:
+        return {}
+    return {"references": rules.reference_features.output.table.format(**wildcards)}
+
+
 def contact_sheet_size(dataset):
     """The contact sheet shows the largest evaluation-size alignment of a data set."""
     return max(task["hr"] for task in dataset_tasks(config, dataset))

@@ -1,6 +1,32 @@
+# Made once per ground-truth shard and read by every measure job of it (all
+# methods, tasks of that size, kernels and seeds).
+rule reference_features:
+    input:
+        faces=rules.detect_faces.output.faces,
+        hr=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
+    output:
+        table=f"{RESULTS}/{{dataset}}/reference/{{hr}}/shard-{{shard}}.parquet",
+    log:
+        "logs/reference_features/{dataset}/{hr}/{shard}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/reference_features/{{dataset}}/{{hr}}/{{shard}}.tsv"
+    conda:
+        "../../envs/facebench.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        identity=lambda wildcards: facebench.identity_options(config, wildcards.dataset),
+        code=facebench.script_code("reference_features"),
+    script:
+        "../scripts/reference_features.py"
+
+
 rule measure:
     input:
         unpack(lambda wildcards: facebench.measure_weights(config)),
+        unpack(reference_table),
         faces=rules.detect_faces.output.faces,
         hr=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
         lr=lr_inputs,

@@ -18,7 +18,9 @@ with job_log(snakemake.log[0]):
         lpips=snakemake.params.lpips,
         identity=snakemake.params.identity,
         checkpoints=snakemake.input,
+        references=snakemake.input.get("references"),
         eps_not_reached=snakemake.params.eps_not_reached,
         gpus=snakemake.resources.gpu,
         gpu_lock_dir=snakemake.config["gpu_lock_dir"],
+        threads=snakemake.threads,
     )
