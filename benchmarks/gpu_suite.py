@@ -45,7 +45,9 @@ network's ``weights``).
     python benchmarks/gpu_suite.py                          # CUDA, full
     python benchmarks/gpu_suite.py --device cpu --quick --out /tmp/suite.json
 
-Writes ``benchmarks/results/gpu_suite.json`` by default.
+Writes ``benchmarks/results/gpu_suite.json`` by default, after each section
+too (``complete`` is false until the last one is in). ``benchmarks/gpu_suite.sh``
+runs it on a lent GPU machine in one call.
 """
 
 from __future__ import annotations
@@ -628,8 +630,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report[name]["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
         left_over = max(allotted - spent, 0.0)
         print(f"{name}: {spent:.1f} s", flush=True)
+        # After each section: a call killed at its time limit still brings the rest home.
+        write_json(args.out, {**report, "complete": False, **run_facts(load_before)})
     report["seconds_total"] = round(time.perf_counter() - began, 2)
-    report.update(run_facts(load_before))
+    report.update(complete=True, **run_facts(load_before))
     write_json(args.out, report)
     print(f"wrote {args.out}")
     return report

@@ -27,7 +27,7 @@ def test_quick_cpu_suite_writes_every_section(tmp_path, torch_one_thread):
     gpu_suite.main(["--device", "cpu", "--quick", "--budget-seconds", "3600", "--out", str(out)])
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and report["quick"] is True
-    assert report["cuda_facts"] is None and report["seconds_total"] > 0
+    assert report["cuda_facts"] is None and report["seconds_total"] > 0 and report["complete"]
 
     upscale = report["upscale"]
     assert upscale["skipped"] == []
