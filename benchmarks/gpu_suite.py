@@ -58,6 +58,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,10 +167,15 @@ def peak_memory(device: str) -> Iterator[dict[str, int]]:
         found["peak_device_bytes"] = int(torch.cuda.max_memory_allocated())
 
 
-def out_of_memory(exc: BaseException) -> bool:
+def failure(exc: Exception) -> str:
+    """Why a measurement failed, for its ``skipped`` entry (one call is all a GPU session
+    has, so a failure is recorded and the suite goes on)."""
     import torch
 
-    return isinstance(exc, torch.cuda.OutOfMemoryError)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "CUDA out of memory"
+    print(f"measurement failed: {exc!r}", file=sys.stderr, flush=True)
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
 
 def free_cuda(device: str) -> None:
@@ -313,10 +319,9 @@ def upscale_section(settings: Settings, section: Section) -> dict[str, Any]:
                                 end_to_end, settings.device, settings.min_seconds
                             )
                     except Exception as exc:
-                        if not out_of_memory(exc):
-                            raise
+                        # Larger batches of the same variant would fail as well.
+                        section.skipped.append({**what, "reason": failure(exc)})
                         free_cuda(settings.device)
-                        section.skipped.append({**what, "reason": "CUDA out of memory"})
                         break
                     figures.append(
                         {
@@ -413,10 +418,8 @@ def pulse_section(settings: Settings, section: Section) -> dict[str, Any]:
                     continue
                 seconds = search(batch, settings.pulse_steps, kind)
         except Exception as exc:
-            if not out_of_memory(exc):
-                raise
+            section.skipped.append({**what, "reason": failure(exc)})
             free_cuda(settings.device)
-            section.skipped.append({**what, "reason": "CUDA out of memory"})
             continue
         figures.append(
             {
@@ -623,7 +626,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         start, cpu_start = time.perf_counter(), time.process_time()
         allotted = args.budget_seconds * shares[name] / sum(shares.values()) + left_over
         section = Section(deadline=start + allotted)
-        report[name] = SECTIONS[name](settings, section)
+        try:
+            report[name] = SECTIONS[name](settings, section)
+        except Exception:
+            # Record it and go on to the next section: the session has no second call.
+            traceback.print_exc()
+            report[name] = {"failed": traceback.format_exc(limit=8)[-3000:]}
         spent = time.perf_counter() - start
         report[name]["seconds"] = round(spent, 2)
         # CPU time of this process: on a shared machine, what other processes change least.

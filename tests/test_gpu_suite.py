@@ -73,3 +73,18 @@ def test_a_measurement_past_its_deadline_is_listed_as_skipped():
     assert section.skipped[0]["batch_size"] == 64
     assert "about 120.0 s needed" in section.skipped[0]["reason"]
     assert past.skipped[0]["reason"].startswith("time budget: 0.0 s left")
+
+
+def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
+    def boom(settings, section):
+        raise RuntimeError("no such kernel")
+
+    def fine(settings, section):
+        return {"figures": [{"images_per_second": 1.0}], "skipped": section.skipped}
+
+    monkeypatch.setattr(gpu_suite, "SECTIONS", {"lpips": boom, "identity": fine})
+    out = tmp_path / "suite.json"
+    gpu_suite.main(["--device", "cpu", "--sections", "lpips", "identity", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert "RuntimeError: no such kernel" in report["lpips"]["failed"]
+    assert report["identity"]["figures"] and report["complete"]
