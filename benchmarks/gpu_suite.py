@@ -402,25 +402,22 @@ def pulse_section(settings: Settings, section: Section) -> dict[str, Any]:
         return time.perf_counter() - began
 
     search(1, 1, "fp32")  # warm-up: CUDA context, kernels, allocator
-    runs = [(batch, "fp32") for batch in settings.pulse_batches]
     figures: list[dict[str, Any]] = []
-    largest = None
-    while runs:
-        batch, kind = runs.pop(0)
+
+    def measure(batch: int, kind: str) -> bool:
         what = {"batch_size": batch, "precision": kind, "steps": settings.pulse_steps}
         if not section.open(what):
-            continue
+            return False
         try:
             with peak_memory(settings.device) as peak:
                 probe = search(batch, 2, kind) / 2
-                needs = probe * settings.pulse_steps
-                if not section.open(what, needs):
-                    continue
+                if not section.open(what, probe * settings.pulse_steps):
+                    return False
                 seconds = search(batch, settings.pulse_steps, kind)
         except Exception as exc:
             section.skipped.append({**what, "reason": failure(exc)})
             free_cuda(settings.device)
-            continue
+            return False
         figures.append(
             {
                 **what,
@@ -430,11 +427,13 @@ def pulse_section(settings: Settings, section: Section) -> dict[str, Any]:
                 **peak,
             }
         )
-        if kind == "fp32" and batch > 1:
-            largest = batch
-        if kind == "fp32" and not runs and largest is not None and settings.cuda:
-            # bf16 and tf32 at the largest batch fp32 ran.
-            runs = [(largest, "bf16"), (largest, "tf32")]
+        return True
+
+    ran = [batch for batch in settings.pulse_batches if measure(batch, "fp32") and batch > 1]
+    if ran and settings.cuda:
+        # bf16 autocast and tf32 at the largest batch that ran in fp32.
+        for kind in ("bf16", "tf32"):
+            measure(max(ran), kind)
     return {
         "network": label,
         "lr_size": lr_side,
