@@ -302,13 +302,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "complete_setup_seconds": setup,
         "runs": runs,
+        # Met by wall seconds, and by CPU seconds (what an idle machine's wall time would
+        # be for this single-threaded process, when others crowd the cores).
         "targets": {
             "images": largest,
             "seconds": TARGET_SECONDS,
             "peak_rss_bytes": TARGET_BYTES,
             "met": {
-                run["state"]: min(run["seconds"]) <= TARGET_SECONDS
-                and run["peak_rss_bytes"] <= TARGET_BYTES
+                run["state"]: {
+                    "wall": min(run["seconds"]) <= TARGET_SECONDS
+                    and run["peak_rss_bytes"] <= TARGET_BYTES,
+                    "cpu": min(run["cpu_seconds"]) <= TARGET_SECONDS
+                    and run["peak_rss_bytes"] <= TARGET_BYTES,
+                }
                 for run in runs
                 if run["images"] == largest
             },
