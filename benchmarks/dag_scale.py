@@ -12,20 +12,21 @@ computed too, and is measured by ``benchmarks/reliability_costs.py``).
 The config is the default benchmark's methods (``config.yaml``: bicubic,
 SRResNet, SRGAN, ESRGAN, Real-ESRGAN, PULSE) with PULSE searching
 ``--seeds`` seeds, ``--tasks`` tasks (16 -> 128, 32 -> 128, 64 -> 256), one
-kernel and the default shard size. Nothing but the catalogues exists, so the
-dry run plans every job: the weights fetches, PULSE's Gaussian fit, the plan,
-detection, alignment, downscaling, upscaling, metrics, merges, summary and
-report.
+kernel and the default shard size. Two states of the folder (``--states``,
+``STATES``): ``fresh``, nothing but the catalogues, so the dry run plans every
+job (the weights fetches, PULSE's Gaussian fit, the plan, detection,
+alignment, downscaling, upscaling, metrics, merges, summary and report); then
+``complete``, every output there and recorded (:func:`complete_run`), so the
+dry run checks them all and must find nothing to do.
 
-Each dry run is one ``snakemake --dry-run --quiet`` process, run ``--repeats``
-times (the first also reads the sources for the code digests cold): wall
-seconds, CPU seconds (user + system, of the process and its children: the
+Each dry run is one ``snakemake --dry-run`` process, run ``--repeats`` times:
+wall seconds, CPU seconds (user + system, of the process and its children: the
 figure that contention on a shared machine changes least) and peak resident
 memory (``ru_maxrss`` of that process, from ``os.wait4``), and the jobs it
-planned (``snakemake --dry-run --summary`` is not used: it stats every output).
+planned, read from its job table.
 
-    python benchmarks/dag_scale.py                        # 1k, 10k, 30k
-    python benchmarks/dag_scale.py --sizes 30000 --profile /tmp/dag.prof
+    python benchmarks/dag_scale.py                        # 1k, 10k, 30k; both states
+    python benchmarks/dag_scale.py --sizes 30000 --states fresh --profile /tmp/prof
 
 Writes ``benchmarks/results/dag_scale.json``. Targets (issue 15): at 30,000
 images <= 20 s and <= 2 GB.
