@@ -639,3 +639,44 @@ def test_fixed_input_size_is_reached_with_the_declared_kernel():
     already = net(images(8, 1, 64), 64, [0])
     assert already.facts[0]["input_resized_with"] is None
     np.testing.assert_array_equal(already.images, images(8, 1, 64))
+
+
+@pytest.mark.parametrize("arch", ["esrgan", "srresnet"])
+def test_channels_last_gives_the_outputs_of_the_default_layout(tmp_path, arch):
+    """The layout is a speed option: on the CPU the networks' float outputs agree with NCHW
+    to float rounding and their 8-bit images within one level; weights and inputs are
+    converted, and the facts say so."""
+    if arch == "esrgan":
+        net = randomize(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4), seed=21)
+        options = {"arch": "esrgan"}
+    else:
+        net = randomize(MSRResNet(num_feat=8, num_block=1), seed=22)
+        options = {"arch": "srresnet", "variant": "msrresnet"}
+    path = tmp_path / "tiny.pth"
+    torch.save(net.state_dict(), path)
+    options["weights_path"] = str(path)
+    nchw = build_method(options, "cpu")
+    nhwc = build_method({**options, "channels_last": True}, "cpu")
+    weight = next(nhwc.network.parameters(recurse=True))
+    assert weight.ndim == 4 and weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    nhwc.forward = (lambda run: lambda x: seen.append(x) or run(x))(nhwc.forward)
+    batch = images(23, 3, 12)
+    default, fast = nchw(batch, 48, [0] * 3), nhwc(batch, 48, [0] * 3)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(default.images.astype(int) - fast.images.astype(int)).max() <= 1
+    assert fast.facts[0]["memory_format"] == "channels_last"
+    assert "memory_format" not in default.facts[0]
+    x = to_tensor(batch, "cpu")
+    with torch.inference_mode():
+        reference = nchw.forward(x)
+        got = nhwc.forward(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, reference, rtol=0, atol=1e-5)
+    check_method("m", {"arch": arch, "weights": "w", "channels_last": True})
+    with pytest.raises(ValueError, match=r"methods\.m\.channels_last"):
+        check_method("m", {"arch": arch, "weights": "w", "channels_last": "yes"})
+
+
+def test_channels_last_needs_the_network_module():
+    with pytest.raises(ValueError, match="channels_last needs the network module"):
+        NetworkUpscaler(forward=lambda x: x, scale=1, device="cpu", channels_last=True)

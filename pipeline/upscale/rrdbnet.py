@@ -293,5 +293,6 @@ def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
         resample_kernel=options["resample_kernel"],
         tf32=bool(options["tf32"]),
         bf16=bool(options["bf16"]),
+        channels_last=bool(options["channels_last"]),
         tile=int(options["tile"]),
     )

@@ -210,6 +210,13 @@ class NetworkUpscaler:
     ``native_size``, ``resampled_with``, ``precision``. ``network`` is the
     module whose weights ``forward`` runs (for inspection; may be ``None``).
 
+    ``channels_last``: the network's weights and its input batches use the
+    channels-last memory layout (NHWC strides, same NCHW shape), which lets
+    cuDNN pick its NHWC convolution kernels (tensor cores under bf16). It
+    changes the algorithms, not the arithmetic: outputs differ from NCHW
+    ones by float rounding only. It needs ``network`` (or a ``forward`` that
+    is a module) to convert; the per-image facts add ``memory_format``.
+
     ``input_size``: the network's fixed input side (face restoration models
     trained on 512 px crops; GLEAN's 64 px). When set, each low-resolution
     image is first brought to ``input_size`` x ``input_size`` with
@@ -227,12 +234,23 @@ class NetworkUpscaler:
     network: torch.nn.Module | None = None
     input_size: int | None = None
     input_kernel: str = "pil-bicubic"
+    channels_last: bool = False
     # Largest chunk that fit so far; shrinks after an OOM and stays shrunk.
     max_batch: int = field(default=1 << 30)
 
     def __post_init__(self) -> None:
         if (self.tf32 or self.bf16) and not str(self.device).startswith("cuda"):
             log.warning("tf32/bf16 apply to CUDA only: running in fp32 on %s", self.device)
+        if self.channels_last:
+            import torch
+
+            module = self.network if self.network is not None else self.forward
+            if not isinstance(module, torch.nn.Module):
+                raise ValueError(
+                    "channels_last needs the network module: pass `network` when `forward` "
+                    "is a function"
+                )
+            module.to(memory_format=torch.channels_last)
 
     def _run(self, tensor: torch.Tensor) -> torch.Tensor:
         return tiled(self.forward, tensor, self.scale, self.tile).float()
@@ -248,6 +266,8 @@ class NetworkUpscaler:
                 for known in brought
             ]
         tensor = to_tensor(batch, self.device)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), precision(self.device, self.tf32, self.bf16) as label:
             output, used = run_batched(self._run, tensor, self.max_batch)
         if used < min(self.max_batch, len(tensor)):
@@ -256,6 +276,8 @@ class NetworkUpscaler:
         images, facts = resample_to(round_to_uint8(output), size, self.resample_kernel)
         for known, before in zip(facts, brought, strict=True):
             known.update(before, precision=label)
+            if self.channels_last:
+                known["memory_format"] = "channels_last"
         return UpscaleBatch(images, facts)
 
 

@@ -13,6 +13,10 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
   to the task's ``hr`` size when they differ (``pipeline.resize.KERNELS``;
   default ``pil-bicubic``); reported per image as ``resampled_with``.
 - ``tf32``, ``bf16``: CUDA precision (default off, i.e. true fp32).
+- ``channels_last``: run the network in the channels-last memory layout
+  (default off); a speed option of cuDNN's NHWC kernels, whose outputs differ
+  from the default layout's by float rounding (``benchmarks/gpu_suite.py``
+  measures it).
 - ``tile``: process inputs larger than ``tile`` pixels in overlapping tiles
   (0 = off, the default; face crops are small).
 - srresnet/srgan only: ``variant`` (``paper``, ``msrresnet`` (BasicSR) or
@@ -50,6 +54,7 @@ COMMON = {
     "resample_kernel": lambda value: value in KERNELS,
     "tf32": lambda value: isinstance(value, bool),
     "bf16": lambda value: isinstance(value, bool),
+    "channels_last": lambda value: isinstance(value, bool),
     "tile": _is_tile,
 }
 COMMON_DEFAULTS = {
@@ -57,6 +62,7 @@ COMMON_DEFAULTS = {
     "resample_kernel": "pil-bicubic",
     "tf32": False,
     "bf16": False,
+    "channels_last": False,
     "tile": 0,
 }
 
