@@ -37,7 +37,7 @@ FAKE_SLURM = TESTS / "fake_slurm"
 WORKFLOW_RULES = {
     "download", "fetch_weights", "plan", "derive_weights", "catalog", "detect_faces", "align",
     "downscale", "upscale", "reference_features", "measure", "merge_faces", "merge_metrics",
-    "summarize", "report", "contact_sheet",
+    "summarize", "report", "contact_sheet", "training_crops", "train",
 }  # fmt: skip
 LOCAL_RULES = {"all", "download", "fetch_weights", "plan"}
 # Rules the tiny project does not need (it has no PULSE method).
