@@ -24,21 +24,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.resize import KERNELS
 from pipeline.upscale.arch import ArchSpec, Upscaler
 
-OPTIONS = {
-    "input_kernel": lambda value: value in KERNELS,
-    "resample_kernel": lambda value: value in KERNELS,
-    "tf32": lambda value: isinstance(value, bool),
-    "bf16": lambda value: isinstance(value, bool),
-}
-DEFAULTS = {
-    "input_kernel": "pil-bicubic",
-    "resample_kernel": "pil-bicubic",
-    "tf32": False,
-    "bf16": False,
-}
+# The same options as the 512 px restoration models: a fixed input size
+# reached with `input_kernel`, the output brought to the task with `resample_kernel`.
+from pipeline.upscale.specs.face_restoration import COMMON as OPTIONS
+from pipeline.upscale.specs.face_restoration import COMMON_DEFAULTS as DEFAULTS
 
 
 def build_dic(options: Mapping[str, Any], device: str) -> Upscaler:
