@@ -72,7 +72,11 @@ STATES = {
 def bench_config(datasets: list[str], n_tasks: int, seeds: int) -> dict[str, Any]:
     """The default benchmark's methods and weights over synthetic data sets."""
     default = yaml.safe_load((REPO / "config.yaml").read_text())
-    methods = copy.deepcopy(default["methods"])
+    methods = {
+        name: copy.deepcopy(block)
+        for name, block in default["methods"].items()
+        if block.get("enabled", True)
+    }
     pulse = [name for name, block in methods.items() if block["arch"] == "pulse"]
     for name in pulse:
         methods[name]["seeds"] = list(range(seeds))
