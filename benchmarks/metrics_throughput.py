@@ -4,7 +4,10 @@ Metrics: ``psnr_y`` and ``ssim_y`` (``pipeline.measure.quality``, numpy, batched
 ``lpips_alex`` (``pipeline.measure.perceptual``, batched; on CPU and, when present, on
 CUDA), ``identity`` (``pipeline.measure.identity``, dlib on CPU: once with both
 descriptors computed per pair, once with the ground truth's descriptor reused,
-as a measure stage that caches it per image would do).
+as a measure stage that caches it per image would do), ``arcface`` (the outputs'
+ArcFace embeddings, batched, the ground truth's reused as the reference table
+does; on CPU and CUDA). ``all default metrics`` combines the CPU figures of the
+metrics ``config.yaml`` turns on: seconds per pair summed over them.
 
 Pairs: real photos from ../shared/data (FFHQ and CelebA-HQ, resized to 128 px)
 against a degraded copy (downscaled to 32 px and back with bicubic, like an
@@ -17,6 +20,8 @@ seconds, uint8 arrays in, floats out (decoding PNGs is not included).
     python benchmarks/metrics_throughput.py --pairs 64 --min-seconds 5
 
 Needs the LPIPS weights: ../shared/weights by default (``--weights DIR``).
+ArcFace runs with ``--arcface FILE`` (GFPGAN's ``arcface_resnet18.pth``) or else
+random weights: the same arithmetic, so the same speed.
 Writes ``benchmarks/results/metrics_throughput.json``.
 """
 
@@ -40,7 +45,7 @@ sys.path.insert(0, str(REPO))
 from _machine import cpu_name, run_facts  # noqa: E402
 
 from pipeline.io import write_json  # noqa: E402
-from pipeline.measure import identity, perceptual  # noqa: E402
+from pipeline.measure import arcface, identity, perceptual  # noqa: E402
 from pipeline.measure import quality as metrics  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -86,6 +91,22 @@ def timed(run: Callable[[], Any], pairs: int, min_seconds: float) -> dict[str, f
     }
 
 
+# The per-pair work of a measure job with config.yaml's metrics (ground truth reused).
+DEFAULT_METRICS = ("psnr_y", "ssim_y", "lpips_alex", "identity (hr descriptor reused)", "arcface")
+
+
+def combined(figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pairs per second on one CPU core with every metric of :data:`DEFAULT_METRICS`."""
+    cpu = {f["metric"].split(" (batch")[0]: f for f in figures if f["device"] == "cpu"}
+    seconds = sum(1.0 / cpu[name]["images_per_second"] for name in DEFAULT_METRICS)
+    return {
+        "metric": "all default metrics",
+        "device": "cpu",
+        "of": list(DEFAULT_METRICS),
+        "images_per_second": round(1.0 / seconds, 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=64, help="image pairs per call")
@@ -93,6 +114,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lpips-batch", type=int, default=32)
     parser.add_argument("--min-seconds", type=float, default=5.0)
     parser.add_argument("--weights", type=Path, default=SHARED / "weights")
+    parser.add_argument("--arcface", type=Path, help="arcface_resnet18.pth (else random weights)")
+    parser.add_argument("--arcface-batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a job's 1)")
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "metrics_throughput.json"
     )
@@ -100,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
+    torch.set_num_threads(args.threads)
     sr, hr, source = load_pairs(args.pairs)
     border = SIZE // LR
     alex = (args.weights / "alexnet_features.pth", args.weights / "lpips_v0.1_alex_lin.pth")
@@ -117,6 +142,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 device,
                 args.pairs,
                 lambda m=model: perceptual.lpips_distance(m, sr, hr, args.lpips_batch),
+            )
+        )
+    for device in devices:
+        if args.arcface:
+            network = arcface.load_arcface(args.arcface, device)
+        else:
+            network = arcface.arcface_network().eval().requires_grad_(False).to(device)
+        cases.append(
+            (
+                f"arcface (batch {args.arcface_batch})",
+                device,
+                args.pairs,
+                lambda n=network: arcface.embed(n, sr, args.arcface_batch),
             )
         )
     n_id = min(args.identity_pairs, args.pairs)
@@ -145,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures.append(figure)
         tqdm.write(f"{name:34s} {device:5s} {figure['images_per_second']:10.2f} images/s")
     detected = [identity.face_descriptor(s)[1] for s in sr[:n_id]]
+    figures.append(combined(figures))
     report = {
         "task": {"size": SIZE, "pairs": source, "degraded": f"bicubic {SIZE}->{LR}->{SIZE}"},
         "crop_border": border,
@@ -152,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cuda_device": torch.cuda.get_device_name(0) if "cuda" in devices else None,
         "dlib_uses_blas": bool(__import__("dlib").DLIB_USE_BLAS),
         "identity_sr_faces_detected": f"{sum(detected)}/{len(detected)}",
+        "torch_threads": args.threads,
         **run_facts(load_before),
         "figures": figures,
     }

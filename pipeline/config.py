@@ -95,7 +95,7 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     ``lpips_<net>_features`` and ``lpips_<net>_linear``; a data set's
     ``detector`` is ``prepare.detector`` with the data set's own keys on top.
     Raises ``ConfigError`` naming the key for task sizes, LR source sizes,
-    LPIPS checkpoints that ``weights`` lacks, and runs without an enabled data
+    LPIPS and ArcFace checkpoints that ``weights`` lacks, and runs without an enabled data
     set or method.
     """
     out = apply_schema(config)
@@ -116,6 +116,12 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
                     f"measure.lpips.{key}: no checkpoint named {lpips[key]!r} in `weights` "
                     "(add it, or set measure.lpips.enabled: false)"
                 )
+    arcface = out["measure"]["arcface"]
+    if arcface["enabled"] and arcface["weights"] not in out["weights"]:
+        raise ConfigError(
+            f"measure.arcface.weights: no checkpoint named {arcface['weights']!r} in `weights` "
+            "(add it, or set measure.arcface.enabled: false)"
+        )
     if not any(dataset["enabled"] for dataset in out["datasets"].values()):
         raise ConfigError("datasets: every data set is disabled (enabled: false)")
     if not any(method["enabled"] for method in out["methods"].values()):

@@ -119,3 +119,13 @@ def job_device(wants_gpu: bool, lock_dir: Path | None = None) -> Iterator[str]:
     with claim_gpu(gpus, lock_dir) as gpu:
         log.info("running on GPU %s (of %s)", gpu, ",".join(gpus))
         yield f"cuda:{gpus.index(gpu)}"
+
+
+def limit_cpu_threads(device: str, threads: int | None) -> None:
+    """Give torch ``threads`` CPU threads when it computes on the CPU (the job's
+    ``threads``); None leaves torch's default, every core, whose idle threads spin
+    and cost CPU time when jobs share the cores."""
+    if threads and str(device) == "cpu":
+        import torch
+
+        torch.set_num_threads(int(threads))

@@ -310,6 +310,17 @@ def lpips_sources(config: Mapping[str, Any]) -> dict[str, str]:
     return checkpoint_sources(config, names)
 
 
+def arcface_sources(config: Mapping[str, Any]) -> dict[str, str]:
+    """The fingerprint of ArcFace's checkpoint when it is local (none when ArcFace is off)."""
+    arcface = config["measure"]["arcface"]
+    return checkpoint_sources(config, [arcface["weights"]] if arcface["enabled"] else [])
+
+
+def measure_sources(config: Mapping[str, Any]) -> dict[str, str]:
+    """The fingerprints of every local checkpoint the metric jobs read (LPIPS, ArcFace)."""
+    return {**lpips_sources(config), **arcface_sources(config)}
+
+
 def detector_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """How data set ``name``'s faces are detected (its ``detector``, over ``prepare.detector``)."""
     return canonical(config["datasets"][name]["detector"])
@@ -334,6 +345,12 @@ def lpips_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """What the metrics depend on of ``measure.lpips`` (its checkpoints are inputs)."""
     lpips = config["measure"]["lpips"]
     return canonical({k: v for k, v in lpips.items() if k in ("enabled", "net", "batch_size")})
+
+
+def arcface_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the metrics depend on of ``measure.arcface`` (its checkpoint is an input)."""
+    arcface = config["measure"]["arcface"]
+    return canonical({k: v for k, v in arcface.items() if k in ("enabled", "batch_size")})
 
 
 def method_identity(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -416,15 +433,27 @@ def derived_options(config: Mapping[str, Any], slot: str) -> Any:
     return canonical(config[DERIVED[slot].config_key])
 
 
+def arcface_weights(config: Mapping[str, Any]) -> dict[str, str]:
+    """ArcFace's checkpoint as the named input ``arcface`` (none when ArcFace is off)."""
+    arcface = config["measure"]["arcface"]
+    return {"arcface": weights_file(arcface["weights"])} if arcface["enabled"] else {}
+
+
 def measure_weights(config: Mapping[str, Any]) -> dict[str, str]:
-    """Checkpoints the metric jobs read (LPIPS), as named inputs."""
+    """Checkpoints the metric jobs read (LPIPS, ArcFace; only those enabled), as named inputs."""
     lpips = config["measure"]["lpips"]
-    if not lpips["enabled"]:
-        return {}
-    return {
-        "lpips_features": weights_file(lpips["features"]),
-        "lpips_linear": weights_file(lpips["linear"]),
-    }
+    files = {}
+    if lpips["enabled"]:
+        files["lpips_features"] = weights_file(lpips["features"])
+        files["lpips_linear"] = weights_file(lpips["linear"])
+    return {**files, **arcface_weights(config)}
+
+
+def uses_reference_features(config: Mapping[str, Any]) -> bool:
+    """Whether the measure jobs read the ground truth's features (rule
+    ``reference_features``): a metric that computes some from the ground truth is on."""
+    measure = config["measure"]
+    return bool(measure["identity"]["enabled"] or measure["arcface"]["enabled"])
 
 
 # --------------------------------------------------------------------------- models
@@ -481,7 +510,8 @@ def model_histories(config: Mapping[str, Any]) -> list[str]:
 
 def measure_gpus(config: Mapping[str, Any]) -> int:
     measure = config["measure"]
-    return 1 if measure["gpu"] and measure["lpips"]["enabled"] else 0
+    networks = measure["lpips"]["enabled"] or measure["arcface"]["enabled"]
+    return 1 if measure["gpu"] and networks else 0
 
 
 def method_gpus(config: Mapping[str, Any], name: str) -> int:

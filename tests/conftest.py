@@ -82,7 +82,9 @@ def zip_folder(folder: Path, archive: Path) -> str:
     return hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
-def tiny_config(data: Path, archive: Path, archive_sha: str, emoji: Path) -> dict:
+def tiny_config(
+    data: Path, archive: Path, archive_sha: str, emoji: Path, arcface: Path | None = None
+) -> dict:
     config = {
         "run_name": "tiny",
         "shard_size": 4,
@@ -127,6 +129,9 @@ def tiny_config(data: Path, archive: Path, archive_sha: str, emoji: Path) -> dic
         }
     else:
         config["measure"] = {"lpips": {"enabled": False}}
+    if arcface is not None:  # a random-weight file: there is no internet
+        config.setdefault("weights", {})["arcface_resnet18"] = {"path": str(arcface)}
+        config.setdefault("measure", {})["arcface"] = {"enabled": True}
     config["datasets"]["emoji"] = {
         "kind": "emoji",
         "platform": "apple",
@@ -159,14 +164,15 @@ def torch_one_thread():
     torch.set_num_threads(before)
 
 
-def make_tiny_project(folder: Path) -> Path:
+def make_tiny_project(folder: Path, arcface: Path | None = None) -> Path:
     """Write a working folder with ``config.yaml`` describing a tiny offline benchmark.
 
     Data sets: a folder (with broken files), a zip archive fetched through a
     ``file://`` URL with its sha256, a fake Apple emoji package (drawn discs, so
     no face is found: centre crops) and, with ../shared, the real Yale archive
     and the first four images of the cropped Extended Yale B (``prealigned``).
-    Two methods, two tasks, shards of 4 images.
+    Two methods, two tasks, shards of 4 images. ArcFace scores with the checkpoint
+    ``arcface`` (random weights in the published layout), or is off without one.
     ``expected_status.yaml`` gives the catalog status each image of the folder must get.
     """
     data = folder / "data" / "faces"
@@ -174,7 +180,7 @@ def make_tiny_project(folder: Path) -> Path:
     archive = folder / "data" / "faces.zip"
     sha = zip_folder(data, archive)
     emoji = raster_package(folder / "data" / "emoji", "apple")
-    config = tiny_config(data, archive, sha, emoji)
+    config = tiny_config(data, archive, sha, emoji, arcface)
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (folder / "expected_status.yaml").write_text(yaml.safe_dump(expected))
     return folder
@@ -187,8 +193,15 @@ def tiny_project(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    """The tiny project run end to end once per session: (working folder, seconds)."""
-    workdir = make_tiny_project(tmp_path_factory.mktemp("e2e"))
+    """The tiny project run end to end once per session: (working folder, seconds).
+
+    With ArcFace, on random weights in the layout of GFPGAN's ``arcface_resnet18.pth``.
+    """
+    from tiny_models import write_arcface_checkpoint
+
+    workdir = tmp_path_factory.mktemp("e2e")
+    arcface = write_arcface_checkpoint(workdir / "checkpoints" / "arcface_random.pth")
+    make_tiny_project(workdir, arcface)
     began = time.perf_counter()
     run_snakemake(workdir, "--cores", "2", "--resources", "gpu=2")
     return workdir, time.perf_counter() - began

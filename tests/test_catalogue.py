@@ -18,7 +18,7 @@ from pipeline.measure.identity import SAME_PERSON_THRESHOLD
 
 
 def test_the_catalogue_declares_which_metrics_need_a_face() -> None:
-    assert face_metrics() == ("identity_distance",)
+    assert face_metrics() == ("identity_distance", "arcface_angle", "arcface_cosine")
     identity = METRICS["identity_distance"]
     assert str(identity).startswith(identity.convention) and "centre crops left out" in str(
         identity
@@ -28,7 +28,13 @@ def test_the_catalogue_declares_which_metrics_need_a_face() -> None:
 
 def test_every_scored_image_gets_the_pixel_metrics_and_optional_ones_follow() -> None:
     assert METRIC_COLUMNS == ("psnr_rgb", "psnr_y", "ssim_y", "lr_psnr", "lr_mse")
-    assert list(METRICS)[len(METRIC_COLUMNS) :] == ["lpips_alex", "lpips_vgg", "identity_distance"]
+    assert list(METRICS)[len(METRIC_COLUMNS) :] == [
+        "lpips_alex",
+        "lpips_vgg",
+        "identity_distance",
+        "arcface_angle",
+        "arcface_cosine",
+    ]
 
 
 def test_crops_go_into_summary_names_and_come_back_out() -> None:

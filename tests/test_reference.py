@@ -1,5 +1,6 @@
-"""The ground truth's identity descriptors, computed once per shard (pipeline.measure.reference),
-give the measure stage exactly the values it computes itself, on real photos."""
+"""The ground truth's identity descriptors and ArcFace embeddings, computed once per shard
+(pipeline.measure.reference), give the measure stage the values it computes itself, on real
+photos."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ from PIL import Image
 
 from pipeline.io import InputError, save_png
 from pipeline.measure import identity as ID
-from pipeline.measure.reference import read_reference_features, reference_features
+from pipeline.measure.arcface import ANGLE, COSINE, angle_degrees, embed, load_arcface
+from pipeline.measure.arcface import COLUMNS as ARCFACE_COLUMNS
+from pipeline.measure.reference import (
+    read_arcface_references,
+    read_reference_features,
+    reference_features,
+)
 from pipeline.measure.stage import measure
 from pipeline.vocabulary import ALIGNED, CENTRE_CROP, FALLBACK, NO_FACE, OK
 
 FFHQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffhq"
 SIZE, LR = 128, 32
 IDENTITY = {"enabled": True, "upsample": None, "fallback": "aligned_box", "landmarks": 5}
+ARCFACE = {"enabled": True, "batch_size": 2}  # batches of 2: a batch split across images
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -49,8 +57,14 @@ def shard(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         rows.append({"image_id": image_id, "status": status, "reason": "", "alignment": alignment})
     paths["faces"] = root / "faces.parquet"
     pd.DataFrame(rows).to_parquet(paths["faces"])
+    from tiny_models import write_arcface_checkpoint
+
+    paths["arcface"] = write_arcface_checkpoint(root / "arcface.pth", seed=5)
     paths["references"] = root / "reference.parquet"
-    reference_features(paths["faces"], paths["hr"], paths["references"], identity=IDENTITY)
+    reference_features(
+        paths["faces"], paths["hr"], paths["references"], identity=IDENTITY, arcface=ARCFACE,
+        checkpoints={"arcface": paths["arcface"]}, threads=1,
+    )  # fmt: skip
     return paths
 
 
@@ -58,7 +72,8 @@ def _measure(shard: dict[str, Path], out: Path, references: Path | None) -> pd.D
     return measure(
         shard["faces"], shard["hr"], shard["lr"], shard["sr"], out,
         dataset="ffhq", method="bicubic", kernel="pil-bicubic", lr=LR, hr=SIZE, seeds=[0, 1],
-        crop_border=4, identity=IDENTITY, references=references, device="cpu",
+        crop_border=4, identity=IDENTITY, arcface=ARCFACE, references=references,
+        checkpoints={"arcface": shard["arcface"]}, device="cpu", threads=1,
     )  # fmt: skip
 
 
@@ -73,14 +88,36 @@ def test_the_table_holds_the_faces_to_compare_only(shard):
         )
         assert detected == expected_detected
         np.testing.assert_array_equal(descriptor, expected)  # float64 stored losslessly
+    embeddings = read_arcface_references(shard["references"])
+    assert list(embeddings) == list(found)
+    images = [np.asarray(Image.open(shard["hr"] / f"{image_id}.png")) for image_id in embeddings]
+    alone = embed(load_arcface(shard["arcface"]), np.stack(images), batch_size=1)
+    np.testing.assert_allclose(np.stack(list(embeddings.values())), alone, rtol=1e-5, atol=1e-5)
+
+
+def test_a_table_without_arcface_embeddings_is_named(shard, tmp_path):
+    bare = tmp_path / "identity_only.parquet"
+    reference_features(shard["faces"], shard["hr"], bare, identity=IDENTITY, arcface=None)
+    assert "hr_arcface" not in pd.read_parquet(bare).columns
+    with pytest.raises(InputError, match=r"identity_only.parquet.*\['hr_arcface'\]"):
+        _measure(shard, tmp_path / "out.parquet", bare)
 
 
 def test_measure_with_the_table_gives_the_values_it_computes_itself(shard, tmp_path):
     alone = _measure(shard, tmp_path / "alone.parquet", None)
     shared = _measure(shard, tmp_path / "shared.parquet", shard["references"])
-    pd.testing.assert_frame_equal(alone, shared)
+    arcface = list(ARCFACE_COLUMNS)
+    pd.testing.assert_frame_equal(alone.drop(columns=arcface), shared.drop(columns=arcface))
+    # ArcFace: the same up to float32 rounding between batches of other compositions.
+    np.testing.assert_allclose(alone[arcface], shared[arcface], atol=1e-3, equal_nan=True)
     scored = alone["identity_distance"].notna()
     assert scored.sum() == 6  # three faces x two seeds; the crop and the no-face row are NaN
+    assert (alone[ANGLE].notna() == scored).all() and (alone[COSINE].notna() == scored).all()
+    network = load_arcface(shard["arcface"])
+    for row in alone[scored].itertuples():
+        sr, hr = (np.asarray(Image.open(path)) for path in (row.sr_path, row.hr_path))
+        pair = embed(network, np.stack([sr, hr]), batch_size=1)
+        assert angle_degrees(pair[:1], pair[1:])[0] == pytest.approx(getattr(row, ANGLE), abs=1e-3)
     # And both are the metric as computed pair by pair, without any reuse.
     for row in alone[scored].itertuples():
         direct = ID.identity_distance(

@@ -139,6 +139,43 @@ def test_metrics_are_recomputable_from_the_written_images(finished_run):
     assert row["psnr_rgb"] == pytest.approx(10 * np.log10(255.0**2 / mse), abs=1e-9)
 
 
+def test_arcface_identity_is_scored_beside_dlib_and_summarized(finished_run):
+    """ArcFace (random weights in the published layout) scores every framed face, is
+    recomputable from the written images, and reaches the summary, tables and charts."""
+    from pipeline.measure.arcface import angle_degrees, cosine_similarity, embed, load_arcface
+
+    workdir, _ = finished_run
+    per_image = pd.read_parquet(workdir / "results/metrics/per_image.parquet")
+    scored = per_image[per_image["status"] == "ok"]
+    faces = scored[scored["alignment"] != "centre_crop"]
+    angle, cosine = faces["arcface_angle"], faces["arcface_cosine"]
+    assert len(faces) and np.isfinite(angle).all() and np.isfinite(cosine).all()
+    assert ((angle >= 0) & (angle <= 180)).all() and ((cosine >= -1) & (cosine <= 1)).all()
+    np.testing.assert_allclose(np.cos(np.radians(angle)), cosine, atol=1e-9)
+    crops = scored[scored["alignment"] == "centre_crop"]
+    assert len(crops) and crops[["arcface_angle", "arcface_cosine"]].isna().all().all()
+    row = faces.iloc[0]
+    network = load_arcface(workdir / "resources/weights/arcface_resnet18.pth")
+    sr, hr = (np.asarray(Image.open(workdir / row[key])) for key in ("sr_path", "hr_path"))
+    pair = embed(network, np.stack([sr, hr]), batch_size=1)
+    assert angle_degrees(pair[:1], pair[1:])[0] == pytest.approx(row["arcface_angle"], abs=1e-3)
+    cosine_again = cosine_similarity(pair[:1], pair[1:])[0]
+    assert cosine_again == pytest.approx(row["arcface_cosine"], abs=1e-5)
+
+    summary = pd.read_csv(workdir / "results/metrics/summary.csv")
+    summary = summary[summary["category"] == "all"].set_index(["dataset", "metric"])
+    for metric in ("arcface_angle", "arcface_cosine"):
+        folder = summary.loc[("folder", metric)]
+        assert (folder["n"] > 0).all() and folder["convention"].str.contains("ArcFace").all()
+        assert ((folder["ci_low"] <= folder["mean"]) & (folder["mean"] <= folder["ci_high"])).all()
+        emoji = summary.loc[("emoji", metric)]  # drawn discs: centre crops, no face
+        assert (emoji["n"] == 0).all()
+        assert emoji["excluded_reasons"].str.contains(r"\bcentre_crop:[1-9]").all()
+    html = (workdir / "reports/tiny/index.html").read_text()
+    assert "ArcFace angle" in html and "ArcFace cosine" in html
+    assert list((workdir / "reports/tiny/charts").glob("*arcface*.svg"))
+
+
 def test_summary_and_report(finished_run):
     workdir, _ = finished_run
     config = config_of(workdir)

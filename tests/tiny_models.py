@@ -88,3 +88,58 @@ def write_tiny_checkpoints(folder: Path) -> dict[str, Path]:
     srgan = openmmlab_checkpoint(mmedit_generator(8, 1, seed=2), srgan_training_keys(3))
     save_legacy_numpy1(srgan, paths["srgan_tiny"])
     return paths
+
+
+# GFPGAN's ResNetArcFace(block="IRBlock", layers=(2, 2, 2, 2), use_se=False):
+# (stage, channels in, channels out, stride) of each stage's first block.
+ARCFACE_STAGES = ((1, 64, 64, 1), (2, 64, 128, 2), (3, 128, 256, 2), (4, 256, 512, 2))
+
+
+def arcface_resnet18_state(seed: int, dtype: torch.dtype = torch.float32) -> dict:
+    """Random weights under the names of GFPGAN's ``arcface_resnet18.pth``, written out
+    from the upstream module names (``gfpgan/archs/arcface_arch.py``), not through
+    ``pipeline``'s network: saved through ``DataParallel`` (``module.`` keys) and, as a
+    file of PyTorch before 0.4.1, without BN's ``num_batches_tracked``."""
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+
+    def conv(name: str, cout: int, cin: int, k: int) -> None:
+        scale = (cin * k * k) ** -0.5
+        state[f"{name}.weight"] = torch.randn(cout, cin, k, k, generator=generator) * scale
+
+    def norm(name: str, channels: int) -> None:
+        state[f"{name}.weight"] = 1 + 0.1 * torch.randn(channels, generator=generator)
+        state[f"{name}.bias"] = 0.1 * torch.randn(channels, generator=generator)
+        state[f"{name}.running_mean"] = 0.1 * torch.randn(channels, generator=generator)
+        state[f"{name}.running_var"] = 0.5 + torch.rand(channels, generator=generator)
+
+    def prelu(name: str) -> None:
+        state[f"{name}.weight"] = torch.full((1,), 0.25) + 0.01 * torch.rand(1, generator=generator)
+
+    conv("conv1", 64, 1, 3)
+    norm("bn1", 64)
+    prelu("prelu")
+    for stage, cin, cout, stride in ARCFACE_STAGES:
+        for block, channels in enumerate((cin, cout)):
+            name = f"layer{stage}.{block}"
+            norm(f"{name}.bn0", channels)
+            conv(f"{name}.conv1", channels, channels, 3)
+            norm(f"{name}.bn1", channels)
+            prelu(f"{name}.prelu")
+            conv(f"{name}.conv2", cout, channels, 3)
+            norm(f"{name}.bn2", cout)
+            if block == 0 and (stride != 1 or cin != cout):
+                conv(f"{name}.downsample.0", cout, cin, 1)
+                norm(f"{name}.downsample.1", cout)
+    norm("bn4", 512)
+    state["fc5.weight"] = torch.randn(512, 512 * 8 * 8, generator=generator) * (512 * 64) ** -0.5
+    state["fc5.bias"] = 0.01 * torch.randn(512, generator=generator)
+    norm("bn5", 512)
+    return {f"module.{key}": value.to(dtype) for key, value in state.items()}
+
+
+def write_arcface_checkpoint(path: Path, seed: int = 0, dtype: torch.dtype = torch.float16) -> Path:
+    """:func:`arcface_resnet18_state` saved at ``path`` (float16 by default: 51 MB, not 102)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(arcface_resnet18_state(seed, dtype), path)
+    return path

@@ -53,7 +53,7 @@ class Metric:
     that only need the ground truth (PSNR, SSIM, LPIPS, LR consistency) score
     them. ``cropped``: computed after cutting ``crop_border`` pixels, so its
     summary name carries the crop. ``always``: computed for every scored image
-    (LPIPS and identity only when enabled). ``headline``: shown first in the
+    (LPIPS and the identity metrics only when enabled). ``headline``: shown first in the
     report's tables (the first one present ranks the methods). ``charted``:
     drawn per method in the report.
     """
@@ -202,10 +202,40 @@ METRICS: dict[str, Metric] = {
             charted=True,
             threshold=SAME_PERSON,
         ),
+        # pipeline.measure.arcface: the identity of face-restoration papers ("Deg.").
+        Metric(
+            "arcface_angle",
+            label="ArcFace angle",
+            short="ArcFace",
+            words="ArcFace identity angle",
+            axis="angle between ArcFace embeddings, 0 = same embedding",
+            convention="angle (degrees) between ArcFace ResNet-18 embeddings (GFPGAN's "
+            "arcface_resnet18) of output and ground truth: BT.601 gray, bilinear to 128 px "
+            "without antialiasing, (x - 127.5) / 127.5",
+            higher_is_better=False,
+            family="ArcFace identity",
+            decimals=2,
+            unit="°",
+            needs_face=True,
+            headline=True,
+            charted=True,
+        ),
+        Metric(
+            "arcface_cosine",
+            label="ArcFace cosine",
+            short="ArcFace cos",
+            words="ArcFace cosine similarity",
+            axis="cosine similarity of ArcFace embeddings, 1 = same embedding",
+            convention="cosine similarity in [-1, 1] of the ArcFace embeddings of arcface_angle",
+            higher_is_better=True,
+            family="ArcFace identity",
+            decimals=4,
+            needs_face=True,
+        ),
     )
 }
 
-# Computed for every scored image; LPIPS and identity only when enabled.
+# Computed for every scored image; LPIPS and the identity metrics only when enabled.
 METRIC_COLUMNS = tuple(name for name, metric in METRICS.items() if metric.always)
 
 _CROP_SUFFIX = re.compile(r"_crop(\d+)$")

@@ -11,11 +11,16 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.devices import job_device
+from pipeline.devices import job_device, limit_cpu_threads
 from pipeline.io import InputError, load_array, write_parquet
 from pipeline.measure import quality
+from pipeline.measure.arcface import COLUMNS as ARCFACE_COLUMNS
 from pipeline.measure.catalogue import METRIC_COLUMNS
-from pipeline.measure.reference import compares_faces, read_reference_features
+from pipeline.measure.reference import (
+    compares_faces,
+    read_arcface_references,
+    read_reference_features,
+)
 from pipeline.resize import downscale as downscale_image
 from pipeline.vocabulary import (
     EPS_EXCLUDE,
@@ -55,6 +60,7 @@ def measure(
     crop_border: int,
     lpips: Mapping[str, Any] | None = None,
     identity: Mapping[str, Any] | None = None,
+    arcface: Mapping[str, Any] | None = None,
     checkpoints: Mapping[str, Any] | None = None,
     references: Path | None = None,
     eps_not_reached: str = EPS_EXCLUDE,
@@ -74,16 +80,17 @@ def measure(
     How each metric is computed: :mod:`pipeline.measure.catalogue`.
 
     ``dataset``, ``method``, ``kernel``, ``lr`` and ``hr`` say what the shard is
-    (the rule's wildcards). ``lpips`` and ``identity`` are the config's
-    ``measure.lpips`` (``enabled``, ``net``, ``batch_size``) and
+    (the rule's wildcards). ``lpips``, ``identity`` and ``arcface`` are the
+    config's ``measure.lpips`` (``enabled``, ``net``, ``batch_size``),
     ``measure.identity`` (``enabled`` and the options of
-    :func:`pipeline.measure.identity.identity_distance`); None turns a metric
-    off. ``checkpoints`` holds LPIPS's files as ``lpips_features`` and
-    ``lpips_linear`` (the rule's named inputs). ``references``: the shard's
-    ground-truth descriptors (:mod:`pipeline.measure.reference`, the rule
-    ``reference_features``); None computes them here, once per image.
-    LPIPS and identity load their models once per job and nothing when
-    disabled (see :func:`batched_metrics`). ``device``: a torch device, else
+    :func:`pipeline.measure.identity.identity_distance`) and ``measure.arcface``
+    (``enabled``, ``batch_size``); None turns a metric off. ``checkpoints``
+    holds LPIPS's files as ``lpips_features`` and ``lpips_linear`` and
+    ArcFace's as ``arcface`` (the rule's named inputs). ``references``: the
+    shard's ground-truth descriptors and embeddings
+    (:mod:`pipeline.measure.reference`, the rule ``reference_features``); None
+    computes them here, once per image. The networks are loaded once per job
+    and not at all when disabled (see :func:`batched_metrics`). ``device``: a torch device, else
     one is claimed for the job (a GPU of its own when ``gpus`` > 0 and one is
     visible, see :func:`pipeline.devices.job_device`). ``threads``: torch's CPU
     threads (the rule's ``threads``; None leaves torch's default, every core,
@@ -101,7 +108,7 @@ def measure(
             return measure(
                 faces_path, hr_dir, lr_dir, sr_dir, out,
                 dataset=dataset, method=method, kernel=kernel, lr=lr, hr=hr, seeds=seeds,
-                crop_border=crop_border, lpips=lpips, identity=identity,
+                crop_border=crop_border, lpips=lpips, identity=identity, arcface=arcface,
                 checkpoints=checkpoints, references=references, eps_not_reached=eps_not_reached,
                 device=claimed, threads=threads,
             )  # fmt: skip
@@ -115,11 +122,12 @@ def measure(
     }
     lpips = lpips if lpips and lpips["enabled"] else None
     identity = identity if identity and identity["enabled"] else None
+    arcface = arcface if arcface and arcface["enabled"] else None
     faces = pd.read_parquet(faces_path)
     facts = _read_facts(Path(sr_dir) / "facts.parquet")
     batched = batched_metrics(
-        lpips=lpips, identity=identity, checkpoints=checkpoints, references=references,
-        device=device, threads=threads,
+        lpips=lpips, identity=identity, arcface=arcface, checkpoints=checkpoints,
+        references=references, device=device, threads=threads,
     )  # fmt: skip
     columns = {name: np.nan for metric in batched for name in metric.columns}
     rows: list[dict[str, Any]] = []
@@ -208,11 +216,7 @@ class LpipsMetric:
     ):
         from pipeline.measure.perceptual import load_lpips
 
-        if threads and str(device) == "cpu":
-            import torch
-
-            torch.set_num_threads(int(threads))
-
+        limit_cpu_threads(device, threads)
         self.column = f"lpips_{lpips['net']}"
         self.columns = (self.column,)
         self.batch_size = int(lpips["batch_size"])
@@ -275,6 +279,61 @@ class IdentityMetric:
         pass
 
 
+class ArcFaceMetric:
+    """ArcFace's angle and cosine of each pair with a face (:mod:`pipeline.measure.arcface`),
+    the outputs embedded ``batch_size`` at a time on the job's device. The ground truth's
+    embeddings come from the shard's reference table when given, else are computed
+    here, once per image for every seed."""
+
+    columns = ARCFACE_COLUMNS
+
+    def __init__(
+        self,
+        arcface: Mapping[str, Any],
+        checkpoints: Mapping[str, Any] | None,
+        references: Path | None,
+        device: str,
+        threads: int | None = None,
+    ):
+        from pipeline.measure.arcface import load_arcface
+
+        if not checkpoints or "arcface" not in checkpoints:
+            raise ValueError("measure: ArcFace is enabled, but its checkpoint was not given")
+        limit_cpu_threads(device, threads)
+        self.network = load_arcface(checkpoints["arcface"], device)
+        self.batch_size = int(arcface["batch_size"])
+        self.references = references
+        self.truths = read_arcface_references(references) if references else {}
+        self.queued: list[tuple[int, Pair]] = []
+
+    def add(self, index: int, pair: Pair, rows: list[dict[str, Any]]) -> None:
+        if not pair.with_face:
+            return
+        self.queued.append((index, pair))
+        if len(self.queued) >= self.batch_size:
+            self.finish(rows)
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        from pipeline.measure.arcface import ANGLE, COSINE, angle_degrees, cosine_similarity, embed
+
+        if not self.queued:
+            return
+        missing = {p.image_id: p.hr for _, p in self.queued if p.image_id not in self.truths}
+        if missing and self.references is not None:
+            raise InputError(
+                self.references, f"has no ground-truth ArcFace embedding of {min(missing)}"
+            )
+        if missing:
+            vectors = embed(self.network, list(missing.values()), self.batch_size)
+            self.truths.update(zip(missing, vectors, strict=True))
+        outputs = embed(self.network, [pair.sr for _, pair in self.queued], self.batch_size)
+        truths = np.stack([self.truths[pair.image_id] for _, pair in self.queued])
+        cosines, angles = cosine_similarity(outputs, truths), angle_degrees(outputs, truths)
+        for (index, _), cosine, angle in zip(self.queued, cosines, angles, strict=True):
+            rows[index].update({COSINE: float(cosine), ANGLE: float(angle)})
+        self.queued.clear()
+
+
 def batched_metrics(
     *,
     lpips: Mapping[str, Any] | None,
@@ -282,10 +341,12 @@ def batched_metrics(
     checkpoints: Mapping[str, Any] | None,
     references: Path | None,
     device: str,
+    arcface: Mapping[str, Any] | None = None,
     threads: int | None = None,
 ) -> list[BatchedMetric]:
     """The enabled metrics beyond PSNR/SSIM/LR consistency, each loaded once per job;
-    a disabled one loads nothing (no torch without LPIPS, no dlib without identity)."""
+    a disabled one loads nothing (no torch without LPIPS or ArcFace, no dlib without
+    identity)."""
     metrics: list[BatchedMetric] = []
     if lpips:
         if checkpoints is None:
@@ -293,6 +354,8 @@ def batched_metrics(
         metrics.append(LpipsMetric(lpips, checkpoints, device, threads))
     if identity:
         metrics.append(IdentityMetric(identity, references))
+    if arcface:
+        metrics.append(ArcFaceMetric(arcface, checkpoints, references, device, threads))
     return metrics
 
 

@@ -68,8 +68,8 @@ def lr_inputs(wildcards):
 
 
 def reference_table(wildcards):
-    """The shard's ground-truth descriptors (rule reference_features), when identity is on."""
-    if not config["measure"]["identity"]["enabled"]:
+    """The shard's ground-truth features (rule reference_features), when a metric needs them."""
+    if not facebench.uses_reference_features(config):
         return {}
     return {"references": rules.reference_features.output.table.format(**wildcards)}
 

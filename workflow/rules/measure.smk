@@ -2,6 +2,7 @@
 # methods, tasks of that size, kernels and seeds).
 rule reference_features:
     input:
+        unpack(lambda wildcards: facebench.arcface_weights(config)),
         faces=rules.detect_faces.output.faces,
         hr=f"{RESULTS}/{{dataset}}/aligned/{{hr}}/shard-{{shard}}",
     output:
@@ -18,6 +19,9 @@ rule reference_features:
         runtime=60,
     params:
         identity=lambda wildcards: facebench.identity_options(config, wildcards.dataset),
+        arcface=facebench.arcface_options(config),
+        # A local ArcFace checkpoint replaced at its path fetches again.
+        checkpoints=lambda wildcards: facebench.arcface_sources(config),
         code=facebench.script_code("reference_features"),
     script:
         "../scripts/reference_features.py"
@@ -51,9 +55,10 @@ rule measure:
         ),
         lpips=facebench.lpips_options(config),
         identity=lambda wildcards: facebench.identity_options(config, wildcards.dataset),
+        arcface=facebench.arcface_options(config),
         eps_not_reached=config["measure"]["eps_not_reached"],
-        # A local LPIPS checkpoint replaced at its path fetches again.
-        checkpoints=lambda wildcards: facebench.lpips_sources(config),
+        # A local LPIPS or ArcFace checkpoint replaced at its path fetches again.
+        checkpoints=lambda wildcards: facebench.measure_sources(config),
         code=facebench.script_code("measure"),
     script:
         "../scripts/measure.py"

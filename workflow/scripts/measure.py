@@ -17,6 +17,7 @@ with job_log(snakemake.log[0]):
         crop_border=snakemake.params.crop_border,
         lpips=snakemake.params.lpips,
         identity=snakemake.params.identity,
+        arcface=snakemake.params.arcface,
         checkpoints=snakemake.input,
         references=snakemake.input.get("references"),
         eps_not_reached=snakemake.params.eps_not_reached,

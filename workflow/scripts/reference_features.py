@@ -7,4 +7,7 @@ with job_log(snakemake.log[0]):
         snakemake.input.hr,
         snakemake.output.table,
         identity=snakemake.params.identity,
+        arcface=snakemake.params.arcface,
+        checkpoints=snakemake.input,
+        threads=snakemake.threads,
     )

@@ -168,6 +168,19 @@ def _group_charts(
                 "Identity distance per method",
             )
         )
+    arcface = pick_metric(rows, METRICS["arcface_angle"].family)
+    if arcface is not None:
+        drawn.append(
+            dot_chart(
+                group,
+                metric_rows(rows, arcface),
+                arcface,
+                styles,
+                stochastic,
+                "arcface",
+                "ArcFace identity angle per method",
+            )
+        )
     drawn.append(spread_chart(group, per_image, styles))
     return [d for d in drawn if d is not None]
 
@@ -203,8 +216,8 @@ def make_charts(per_image: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -
     Order: the overview charts (PSNR, then LPIPS; only with two or more data set
     x task x kernel groups), then per group (data set, task by sizes, kernel):
     PSNR, LPIPS, perception-distortion plane (two or more methods with both),
-    low-resolution consistency, identity distance, spread across seeds
-    (methods with more than one seed for an image). A chart without data is
+    low-resolution consistency, identity distance, ArcFace identity angle, spread
+    across seeds (methods with more than one seed for an image). A chart without data is
     not drawn. PSNR prefers the Y channel (``psnr_y_crop*``) over RGB; LPIPS
     prefers AlexNet over VGG. Each file is written atomically; existing files
     of other names under ``charts/`` are left alone.
