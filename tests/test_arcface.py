@@ -257,3 +257,13 @@ def test_arcface_is_off_unless_enabled_and_its_checkpoint_is_fetched_only_then()
     assert arcface_options(on) == {"batch_size": 32, "enabled": True}
     with pytest.raises(ConfigError, match=r"measure\.arcface\.weights: no checkpoint named 'nope'"):
         normalize(minimal_config(arcface={"enabled": True, "weights": "nope"}))
+
+
+def test_the_checkpoint_is_found_among_snakemakes_named_inputs_or_named_missing():
+    from snakemake.iocontainers import InputFiles  # `in` of this list looks at values
+
+    inputs = InputFiles(fromdict={"faces": "faces.parquet", "arcface": "arc.pth"})
+    assert "arcface" not in inputs and arcface.checkpoint_of(inputs, "measure") == "arc.pth"
+    for missing in (InputFiles(fromdict={"faces": "faces.parquet"}), {}, None):
+        with pytest.raises(ValueError, match="reference_features: ArcFace is enabled, but its"):
+            arcface.checkpoint_of(missing, "reference_features")

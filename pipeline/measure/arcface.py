@@ -57,9 +57,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -73,6 +73,7 @@ __all__ = [
     "INPUT_SIZE",
     "angle_degrees",
     "arcface_network",
+    "checkpoint_of",
     "cosine_similarity",
     "embed",
     "load_arcface",
@@ -178,6 +179,16 @@ def load_arcface(path: str | os.PathLike[str], device: str = "cpu") -> torch.nn.
     Cached per (resolved path, device): treat the module as read-only.
     """
     return _load(Path(path).expanduser().resolve(), str(device))
+
+
+def checkpoint_of(checkpoints: Mapping[str, Any] | None, job: str) -> str:
+    """ArcFace's checkpoint among a job's named inputs (``arcface``); a ValueError
+    naming ``job`` when it is missing. Takes a dict or Snakemake's named input list
+    (whose ``in`` looks at values, not names)."""
+    try:
+        return str(checkpoints["arcface"])  # type: ignore[index]
+    except (TypeError, KeyError, AttributeError):
+        raise ValueError(f"{job}: ArcFace is enabled, but its checkpoint was not given") from None
 
 
 def to_network_input(images: np.ndarray, device: str | torch.device) -> torch.Tensor:

@@ -97,12 +97,10 @@ def reference_features(
         columns[HR_FACE_DETECTED] = [bool(detected) for _, detected in found]
         columns[HR_DESCRIPTOR] = [None if d is None else d.tolist() for d, _ in found]
     if arcface is not None:
-        from pipeline.measure.arcface import embed, load_arcface
+        from pipeline.measure.arcface import checkpoint_of, embed, load_arcface
 
-        if not checkpoints or "arcface" not in checkpoints:
-            raise ValueError("reference_features: ArcFace is on, but its checkpoint was not given")
         limit_cpu_threads("cpu", threads)
-        network = load_arcface(checkpoints["arcface"], "cpu")
+        network = load_arcface(checkpoint_of(checkpoints, "reference_features"), "cpu")
         vectors = embed(network, images, int(arcface["batch_size"]))
         columns[HR_ARCFACE] = [vector.tolist() for vector in vectors]
     frame = pd.DataFrame(columns)

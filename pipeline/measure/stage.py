@@ -295,12 +295,10 @@ class ArcFaceMetric:
         device: str,
         threads: int | None = None,
     ):
-        from pipeline.measure.arcface import load_arcface
+        from pipeline.measure.arcface import checkpoint_of, load_arcface
 
-        if not checkpoints or "arcface" not in checkpoints:
-            raise ValueError("measure: ArcFace is enabled, but its checkpoint was not given")
         limit_cpu_threads(device, threads)
-        self.network = load_arcface(checkpoints["arcface"], device)
+        self.network = load_arcface(checkpoint_of(checkpoints, "measure"), device)
         self.batch_size = int(arcface["batch_size"])
         self.references = references
         self.truths = read_arcface_references(references) if references else {}
