@@ -353,8 +353,10 @@ def _listing(keys: Sequence[str], limit: int = 6) -> str:
 def identify(state: Mapping[str, Any]) -> str | None:
     """The architecture spandrel recognises in a state dict, or ``None``.
 
-    Only a hint for error messages: spandrel is optional here and its
-    detection is by key names.
+    Only a hint for error messages, by key names. spandrel is a dependency of
+    the project; it is imported here, when a checkpoint failed to load, so that
+    a bare machine running the benchmarks without it (``benchmarks/gpu_suite.sh``)
+    still gets the error itself, without the hint.
     """
     try:
         from spandrel import MAIN_REGISTRY
