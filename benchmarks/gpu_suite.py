@@ -30,9 +30,9 @@ would start after its section's deadline is listed under the section's
   (``--dlib-models``), else the section says why it was skipped.
 
 - ``training``: images/s of a training step (``pipeline.train.loop.time_steps``:
-  random batches of the recipe's size and task, after warm-up steps) of each
-  model of the shipped face recipes (``workflow/configs/train-celebahq-*.yaml``:
-  the face SRResNet, the 16-block SRResNet, SRGAN with the VGG loss and its
+  random batches of the recipe's size and task, 20 timed steps after 3 warm-up
+  ones) of each model of the shipped face recipes
+  (``workflow/configs/train-celebahq-*.yaml``: the face SRResNet, the 16-block SRResNet, SRGAN with the VGG loss and its
   WGAN-GP variant), in fp32, then, on CUDA, bf16 autocast with channels-last and
   NCHW; and ``projected_hours``, the recipe's ``iterations`` at that speed
   (training steps alone: validation, checkpoints and data loading come on top).
