@@ -29,8 +29,15 @@ would start after its section's deadline is listed under the section's
   image), one process on one core: needs ``dlib`` and the model files
   (``--dlib-models``), else the section says why it was skipped.
 
-A training step's images/s (issue 14) becomes a section ``training`` beside
-these once the training stage exists: add its function to ``SECTIONS``.
+- ``training``: images/s of a training step (``pipeline.train.loop.time_steps``:
+  random batches of the recipe's size and task, 20 timed steps after 3 warm-up
+  ones) of each model of the shipped face recipes
+  (``workflow/configs/train-celebahq-*.yaml``: the face SRResNet, the 16-block SRResNet, SRGAN with the VGG loss and its
+  WGAN-GP variant), in fp32, then, on CUDA, bf16 autocast with channels-last and
+  NCHW; and ``projected_hours``, the recipe's ``iterations`` at that speed
+  (training steps alone: validation, checkpoints and data loading come on top).
+  The VGG loss network is the workflow's ``vgg19`` checkpoint under ``--weights``,
+  else torchvision's VGG19 with random weights (the recipes' network and layer).
 
 Weights: speed does not depend on their values, so networks whose checkpoint
 is not under ``--weights`` (the workflow's ``resources/weights``; a GPU
@@ -38,8 +45,9 @@ machine has none) get random weights of the published shapes, and the JSON's
 ``weights`` says which for each. ``--quick`` (for CI: ``--device cpu
 --quick`` runs in well under a minute on 2 cores) is a smoke test of the
 code paths, not a measurement of the methods: batch sizes 1 and 2, one call
-per figure, CNNs of 8 features and one block, and PULSE on a 32 px StyleGAN
-of 32 channels for 2 steps; the JSON says so (``quick``, and each
+per figure, CNNs of 8 features and one block, PULSE on a 32 px StyleGAN
+of 32 channels for 2 steps, and the training recipes at 4 -> 16 px, batch 2,
+8 features and one block, for one timed step; the JSON says so (``quick``, and each
 network's ``weights``).
 
     python benchmarks/gpu_suite.py                          # CUDA, full
@@ -87,7 +95,9 @@ VARIANTS = (
     ("tf32", "channels_last"),
 )
 # Shares of the budget per section (what one leaves passes to the next).
-SHARES = {"upscale": 0.45, "pulse": 0.37, "lpips": 0.08, "identity": 0.10}
+SHARES = {"upscale": 0.42, "pulse": 0.33, "lpips": 0.07, "identity": 0.08, "training": 0.10}
+# (precision, memory layout) of the training steps, most wanted first.
+TRAIN_VARIANTS = (("fp32", "nchw"), ("bf16", "channels_last"), ("bf16", "nchw"))
 # The workflow's names of the checkpoints (config.yaml's `weights`), under --weights.
 CHECKPOINTS = {
     "msrresnet": "mmedit_msrresnet_x4",
@@ -95,6 +105,7 @@ CHECKPOINTS = {
     "pulse": "pulse_synthesis",
     "lpips_features": "lpips_alex_features",
     "lpips_linear": "lpips_alex_linear",
+    "vgg19": "vgg19",
 }
 
 
@@ -129,6 +140,8 @@ class Settings:
     pulse_batches: tuple[int, ...]
     lpips_batches: tuple[int, ...]
     identity_images: int
+    train_steps: int
+    train_warmup: int
 
     @property
     def cuda(self) -> bool:
@@ -553,12 +566,125 @@ def identity_section(settings: Settings, section: Section) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ training
+
+
+def face_recipes(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each model of the shipped face recipes by name: its checked block and ``configs``,
+    the config files that hold it (the SRGAN one repeats the SRResNet it starts from;
+    it is measured once). Quick: reduced shapes."""
+    import yaml
+
+    from pipeline.config import apply_definition
+
+    recipes: dict[str, dict[str, Any]] = {}
+    for path in sorted((REPO / "workflow" / "configs").glob("train-celebahq-*.yaml")):
+        where = f"workflow/configs/{path.name}"
+        for name, block in yaml.safe_load(path.read_text())["models"].items():
+            if name in recipes:
+                recipes[name]["configs"].append(where)
+                continue
+            model = apply_definition("model", block, f"{where}: models.{name}")
+            if settings.quick:
+                model.update(num_feat=8, num_block=1, batch_size=2, task={"lr": 4, "hr": 16})
+            recipes[name] = {"model": model, "configs": [where]}
+    return recipes
+
+
+def vgg_file(settings: Settings, folder: Path) -> tuple[Path, str]:
+    """The VGG loss's weights: the workflow's ``vgg19`` checkpoint, else torchvision's
+    VGG19 features with random weights, saved under ``folder``."""
+    import torch
+    import torchvision
+
+    path = checkpoint(settings, "vgg19")
+    if path is not None:
+        return path, f"{path.name} (VGG19)"
+    torch.manual_seed(0)
+    path = folder / "vgg19_random.pth"
+    torch.save(torchvision.models.vgg19(weights=None).features.state_dict(), path)
+    return path, "random weights of torchvision's VGG19"
+
+
+def training_section(settings: Settings, section: Section) -> dict[str, Any]:
+    from pipeline.train.loop import time_steps
+
+    recipes = face_recipes(settings)
+    variants = TRAIN_VARIANTS if settings.cuda else [v for v in TRAIN_VARIANTS if v[0] == "fp32"]
+    figures: list[dict[str, Any]] = []
+    # Wall seconds of each recipe's last measurement: what the next variant needs.
+    needs: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        vgg, vgg_weights = None, None
+        if any(r["model"]["loss"] in ("vgg", "mse+vgg") for r in recipes.values()):
+            vgg, vgg_weights = vgg_file(settings, Path(folder))
+        for kind, layout in variants:
+            for label, recipe in recipes.items():
+                model = recipe["model"]
+                what = {"recipe": label, "precision": kind, "memory_format": layout}
+                if not section.open(what, needs.get(label, 0.0)):
+                    continue
+                began = time.perf_counter()
+                try:
+                    with peak_memory(settings.device) as peak:
+                        timed = time_steps(
+                            model,
+                            settings.device,
+                            bf16=kind == "bf16",
+                            channels_last=layout == "channels_last",
+                            steps=settings.train_steps,
+                            warmup=settings.train_warmup,
+                            vgg=vgg,
+                        )
+                except Exception as exc:
+                    section.skipped.append({**what, "reason": failure(exc)})
+                    free_cuda(settings.device)
+                    continue
+                needs[label] = time.perf_counter() - began
+                seconds_per_step = timed["seconds_per_step"]
+                figures.append(
+                    {
+                        **what,
+                        "configs": recipe["configs"],
+                        "arch": model["arch"],
+                        "loss": model["loss"],
+                        "adversarial": model["adversarial"]["kind"]
+                        if model["arch"] == "srgan"
+                        else None,
+                        "num_feat": model["num_feat"],
+                        "num_block": model["num_block"],
+                        "task": f"{model['task']['lr']}->{model['task']['hr']}",
+                        "batch_size": model["batch_size"],
+                        "device": settings.device,
+                        "steps": settings.train_steps,
+                        "images_per_second": round(timed["images_per_s"], 3),
+                        "seconds_per_step": round(seconds_per_step, 5),
+                        "cpu_seconds_per_step": round(timed["cpu_seconds_per_step"], 5),
+                        "iterations": model["iterations"],
+                        "projected_hours": round(model["iterations"] * seconds_per_step / 3600, 2),
+                        **peak,
+                    }
+                )
+                free_cuda(settings.device)
+    return {
+        "what": "optimiser steps on random batches of each recipe's size and task "
+        "(an srgan step updates its discriminator too)",
+        "warmup_steps": settings.train_warmup,
+        "vgg_weights": vgg_weights,
+        "projected_hours": "the recipe's iterations x seconds per step: training steps "
+        "alone, without validation, checkpoints or data loading",
+        "figures": figures,
+        "skipped": section.skipped,
+    }
+
+
 # One function per section (name -> run(settings, section) -> JSON object), in order.
 SECTIONS: dict[str, Callable[[Settings, Section], dict[str, Any]]] = {
     "upscale": upscale_section,
     "pulse": pulse_section,
     "lpips": lpips_section,
     "identity": identity_section,
+    "training": training_section,
 }
 
 
@@ -610,6 +736,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pulse_batches=tuple(args.pulse_batches or ((1, 2) if quick else (1, 16, 32))),
         lpips_batches=(4,) if quick else (1, 32, 128),
         identity_images=2 if quick else 16,
+        train_steps=1 if quick else 20,
+        train_warmup=1 if quick else 3,
     )
     report: dict[str, Any] = {
         "suite": "benchmarks/gpu_suite.py",

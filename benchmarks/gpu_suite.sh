@@ -6,11 +6,12 @@
 #   bash benchmarks/gpu_suite.sh run       # there, as the device tool's command, carrying .gpu_carry
 #
 # The GPU machine is bare and offline, but its python3 (3.12) has torch, torchvision,
-# numpy, pandas, pyarrow, Pillow, scipy and tqdm: torch is not carried (a CUDA wheel
-# is gigabytes, the tree that travels at most 64 MiB). What it lacks travels in
-# .gpu_carry/ (ignored by git): the wheels of lpips and dlib-bin, at the versions
-# of the venv that prepares them, and dlib's face-recognition network and 5-point
-# landmarks (31 MB) for the identity section. `run` installs the wheels into a
+# numpy, pandas, pyarrow, Pillow, scipy, tqdm, PyYAML and attrs: torch is not carried
+# (a CUDA wheel is gigabytes, the tree that travels at most 64 MiB). What it lacks
+# travels in .gpu_carry/ (ignored by git): the wheels of lpips, dlib-bin and jsonschema
+# with the three it needs (the training section checks the recipes' model blocks with
+# pipeline.config), at the versions of the venv that prepares them, and dlib's
+# face-recognition network and 5-point landmarks (31 MB) for the identity section. `run` installs the wheels into a
 # folder of its own and writes $OUT/gpu_suite.json (after each section, so a run
 # killed at its limit still brings the finished sections home), $OUT/gpu_suite.log
 # and $OUT/nvidia-smi.txt.
@@ -33,10 +34,11 @@ prepare() {
     mkdir -p "$CARRY/wheels" "$CARRY/dlib_models"
     local pins
     pins=$("$python" -c 'from importlib.metadata import version
-print(" ".join(f"{name}=={version(name)}" for name in ("dlib-bin", "lpips")))')
+names = ("dlib-bin", "lpips", "jsonschema", "jsonschema-specifications", "referencing", "rpds-py")
+print(" ".join(f"{name}=={version(name)}" for name in names))')
     local platform_args=()
     for platform in "${PLATFORMS[@]}"; do platform_args+=(--platform "$platform"); done
-    # shellcheck disable=SC2086  # two requirement words
+    # shellcheck disable=SC2086  # requirement words
     "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp "${platform_args[@]}" -d "$CARRY/wheels" $pins
     "$python" - "$CARRY/dlib_models" <<'PY'
@@ -62,6 +64,11 @@ run() {
     # the identity section is empty.
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$site" "$CARRY"/wheels/dlib_bin-*.whl || echo "dlib did not install" >&2
+    # Without jsonschema (rpds-py's wheel is cp312 only) the training section fails,
+    # recorded as such, and the others run.
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$site" "$CARRY"/wheels/{jsonschema,jsonschema_specifications,referencing,rpds_py}-*.whl \
+        || echo "jsonschema did not install" >&2
     export PYTHONPATH="$site:$PWD" PYTHONUNBUFFERED=1
     set -o pipefail
     # shellcheck disable=SC2086  # SUITE_ARGS: words

@@ -42,6 +42,8 @@ def test_options_are_declared_and_checked():
             check_method("m", {"arch": "codeformer", "weights": "x", "w": bad})
     with pytest.raises(ValueError, match=r"methods\.m\.w: unknown option"):
         check_method("m", {"arch": "gfpgan", "weights": "x", "w": 0.5})
+    with pytest.raises(ValueError, match=r"methods\.m\.channels_last: unknown option"):
+        check_method("m", {"arch": "gfpgan", "weights": "x", "channels_last": True})
 
 
 class _Echo(torch.nn.Module):

@@ -363,6 +363,10 @@ def test_methods_are_registered_off_by_default_with_hash_named_weights():
         ({"arch": "dic", "weights": "w", "input_kernel": "sinc"}, r"methods\.m\.input_kernel"),
         ({"arch": "glean", "weights": "w", "scale": 16}, r"methods\.m\.scale: unknown option"),
         ({"arch": "glean", "weights": "w", "tile": 64}, r"methods\.m\.tile: unknown option"),
+        (
+            {"arch": "dic", "weights": "w", "channels_last": True},
+            r"methods\.m\.channels_last: unknown option",
+        ),
         ({"arch": "glean"}, r"methods\.m\.weights: arch 'glean' needs a checkpoint"),
     ]:
         with pytest.raises(ValueError, match=match):

@@ -60,6 +60,21 @@ def test_quick_cpu_suite_writes_every_section(tmp_path, torch_one_thread):
         assert identity["figures"][0]["images_per_second"] > 0
     else:  # no dlib or no model files here: the section says why
         assert identity["skipped"][0]["reason"]
+    training = report["training"]
+    # Every face recipe's model, once (the budget leaves nothing out, as above).
+    assert training["skipped"] == []
+    assert {f["recipe"] for f in training["figures"]} == {
+        "celebahq_srresnet",
+        "celebahq_srresnet16",
+        "celebahq_srgan",
+        "celebahq_srgan_wgangp",
+    }
+    for figure in training["figures"]:
+        assert figure["precision"] == "fp32" and figure["task"] == "4->16", figure
+        assert figure["images_per_second"] > 0 and figure["projected_hours"] > 0, figure
+    losses = {f["recipe"]: (f["loss"], f["adversarial"]) for f in training["figures"]}
+    assert losses["celebahq_srgan_wgangp"] == ("vgg", "wgan-gp")
+    assert training["vgg_weights"] == "random weights of torchvision's VGG19"
     for name in gpu_suite.SECTIONS:
         assert report[name]["seconds"] >= 0 and report[name]["cpu_seconds"] >= 0
 

@@ -301,6 +301,18 @@ def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
     return counts
 
 
+def jobs_with(workdir: Path, config: dict, name: str) -> dict[str, int]:
+    """Job counts per rule of a dry run with ``config`` (written to ``workdir/name``)."""
+    changed = workdir / name
+    changed.write_text(yaml.safe_dump(config))
+    return dry_run_jobs(workdir, "--configfile", str(changed))
+
+
+def shard_tasks(workdir: Path, config: dict) -> int:
+    """(shard, task) pairs of the config's data sets: one method's upscale jobs."""
+    return sum(n_shards(workdir, name) * len(tasks_of(config, name)) for name in config["datasets"])
+
+
 def test_nothing_to_do_after_a_complete_run(finished_run):
     workdir, _ = finished_run
     assert dry_run_jobs(workdir) == {}
@@ -310,12 +322,8 @@ def test_changing_one_method_reruns_only_that_method(finished_run):
     workdir, _ = finished_run
     config = config_of(workdir)
     config["methods"]["lanczos"]["filter"] = "bilinear"
-    changed = workdir / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
-    jobs = dry_run_jobs(workdir, "--configfile", str(changed))
-    shard_task_pairs = sum(
-        n_shards(workdir, name) * len(tasks_of(config, name)) for name in config["datasets"]
-    )
+    jobs = jobs_with(workdir, config, "changed.yaml")
+    shard_task_pairs = shard_tasks(workdir, config)
     assert jobs == {
         "upscale": shard_task_pairs,
         "measure": shard_task_pairs,
@@ -336,18 +344,13 @@ def test_lr_inputs_from_a_larger_alignment_rerun_only_what_follows(finished_run)
     workdir, _ = finished_run
     config = config_of(workdir)
     config["prepare"] = {"lr_source_size": 128}
-    changed = workdir / "lr_source.yaml"
-    changed.write_text(yaml.safe_dump(config))
-    jobs = dry_run_jobs(workdir, "--configfile", str(changed))
+    jobs = jobs_with(workdir, config, "lr_source.yaml")
     shards = sum(n_shards(workdir, name) for name in config["datasets"])
-    shard_tasks = sum(
-        n_shards(workdir, name) * len(tasks_of(config, name)) for name in config["datasets"]
-    )
     assert "detect_faces" not in jobs and "contact_sheet" not in jobs
     assert jobs["align"] == shards  # one new alignment size, 128 px
     methods = len(config["methods"])
     assert jobs["downscale"] == jobs["upscale"] / methods == jobs["measure"] / methods
-    assert jobs["downscale"] == shard_tasks
+    assert jobs["downscale"] == shard_tasks(workdir, config)
     # The trained model's LR inputs are new too: it trains again.
     assert jobs["training_crops"] == 1 and jobs["train"] == 1  # one split for both
 
@@ -356,9 +359,7 @@ def test_changing_a_batch_size_reruns_nothing(finished_run):
     workdir, _ = finished_run
     config = config_of(workdir)
     config["methods"]["bicubic"]["batch_size"] = 3
-    changed = workdir / "batch.yaml"
-    changed.write_text(yaml.safe_dump(config))
-    assert dry_run_jobs(workdir, "--configfile", str(changed)) == {}
+    assert jobs_with(workdir, config, "batch.yaml") == {}
 
 
 def test_a_trained_method_is_measured_and_reported_with_its_curves(finished_run):
@@ -387,12 +388,8 @@ def test_changing_one_model_retrains_it_and_reruns_only_what_reads_it(finished_r
     workdir, _ = finished_run
     config = config_of(workdir)
     config["models"]["tiny_srresnet"]["iterations"] = 9
-    changed = workdir / "model.yaml"
-    changed.write_text(yaml.safe_dump(config))
-    jobs = dry_run_jobs(workdir, "--configfile", str(changed))
-    shard_task_pairs = sum(
-        n_shards(workdir, name) * len(tasks_of(config, name)) for name in config["datasets"]
-    )
+    jobs = jobs_with(workdir, config, "model.yaml")
+    shard_task_pairs = shard_tasks(workdir, config)
     assert jobs == {
         "train": 1,
         "upscale": shard_task_pairs,
@@ -405,5 +402,4 @@ def test_changing_one_model_retrains_it_and_reruns_only_what_reads_it(finished_r
     # How many GPUs train it is no part of what it learns.
     config["models"]["tiny_srresnet"]["iterations"] = 6
     config["models"]["tiny_srresnet"]["gpus"] = 2
-    changed.write_text(yaml.safe_dump(config))
-    assert dry_run_jobs(workdir, "--configfile", str(changed)) == {}
+    assert jobs_with(workdir, config, "model.yaml") == {}

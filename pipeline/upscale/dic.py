@@ -403,16 +403,8 @@ def make_forward(net: DICNet, device: str):
 
 def upscaler(net: DICNet, options: Mapping[str, Any], device: str) -> NetworkUpscaler:
     """The ``Upscaler`` around a DICNet (already on ``device``), options as in ``specs.face_sr``."""
-    return NetworkUpscaler(
-        forward=make_forward(net, device),
-        network=net,
-        scale=SCALE,
-        device=device,
-        resample_kernel=options["resample_kernel"],
-        tf32=bool(options["tf32"]),
-        bf16=bool(options["bf16"]),
-        input_size=INPUT_SIZE,
-        input_kernel=options["input_kernel"],
+    return NetworkUpscaler.of_method(
+        options, make_forward(net, device), net, SCALE, device, input_size=INPUT_SIZE
     )
 
 

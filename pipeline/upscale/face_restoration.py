@@ -187,18 +187,8 @@ def forward_of(arch: str, net: torch.nn.Module, w: float = 0.5) -> Callable[[Any
 
 def upscaler(net: torch.nn.Module, options: Mapping[str, Any], device: str) -> NetworkUpscaler:
     """The ``Upscaler`` of a loaded network ``net`` (on ``device``) of ``options["arch"]``."""
-    arch = options["arch"]
-    return NetworkUpscaler(
-        forward=forward_of(arch, net, float(options.get("w", 0.5))),
-        network=net,
-        scale=1,
-        device=device,
-        resample_kernel=options["resample_kernel"],
-        tf32=bool(options["tf32"]),
-        bf16=bool(options["bf16"]),
-        input_size=INPUT_SIZE,
-        input_kernel=options["input_kernel"],
-    )
+    forward = forward_of(options["arch"], net, float(options.get("w", 0.5)))
+    return NetworkUpscaler.of_method(options, forward, net, 1, device, input_size=INPUT_SIZE)
 
 
 def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:

@@ -300,16 +300,8 @@ def make_forward(net: GLEANStyleGANv2):
 def upscaler(net: GLEANStyleGANv2, options: Mapping[str, Any], device: str) -> NetworkUpscaler:
     """The ``Upscaler`` around a GLEAN network (already on ``device``), options as in
     ``specs.face_sr``: its input size and scale are the network's."""
-    return NetworkUpscaler(
-        forward=make_forward(net),
-        network=net,
-        scale=net.scale,
-        device=device,
-        resample_kernel=options["resample_kernel"],
-        tf32=bool(options["tf32"]),
-        bf16=bool(options["bf16"]),
-        input_size=net.in_size,
-        input_kernel=options["input_kernel"],
+    return NetworkUpscaler.of_method(
+        options, make_forward(net), net, net.scale, device, input_size=net.in_size
     )
 
 

@@ -285,14 +285,4 @@ def load_rrdbnet(path: str | Path, scale: int = SCALE) -> RRDBNet:
 def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
     """The ``esrgan`` method: options as declared in ``pipeline.upscale.specs.cnn``."""
     net = load_rrdbnet(options["weights_path"], int(options["scale"])).to(device)
-    return NetworkUpscaler(
-        forward=net,
-        network=net,
-        scale=SCALE,
-        device=device,
-        resample_kernel=options["resample_kernel"],
-        tf32=bool(options["tf32"]),
-        bf16=bool(options["bf16"]),
-        channels_last=bool(options["channels_last"]),
-        tile=int(options["tile"]),
-    )
+    return NetworkUpscaler.of_method(options, net, net, SCALE, device)

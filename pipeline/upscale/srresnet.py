@@ -366,14 +366,5 @@ def build(options: Mapping[str, Any], device: str) -> NetworkUpscaler:
     scale = int(options["scale"])
     output_range = resolve_range(variant, options.get("output_range"))
     net = load_network(options["weights_path"], variant, scale, output_range).to(device)
-    return NetworkUpscaler(
-        forward=make_forward(net, output_range, options["input_norm"], device),
-        network=net,
-        scale=scale,
-        device=device,
-        resample_kernel=options["resample_kernel"],
-        tf32=bool(options["tf32"]),
-        bf16=bool(options["bf16"]),
-        channels_last=bool(options["channels_last"]),
-        tile=int(options["tile"]),
-    )
+    forward = make_forward(net, output_range, options["input_norm"], device)
+    return NetworkUpscaler.of_method(options, forward, net, scale, device)

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "generator", "netG")
 # Prefixes added by wrappers around the network (DataParallel).
 STRIP_PREFIXES = ("module.",)
+# Method options of NetworkUpscaler that only some network specs declare.
+OPTIONAL_METHOD_OPTIONS = ("channels_last", "tile", "input_kernel")
 
 
 def to_tensor(batch: np.ndarray, device: str) -> torch.Tensor:
@@ -252,6 +254,34 @@ class NetworkUpscaler:
                 )
             module.to(memory_format=torch.channels_last)
 
+    @classmethod
+    def of_method(
+        cls,
+        options: Mapping[str, Any],
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        network: torch.nn.Module | None,
+        scale: int,
+        device: str,
+        input_size: int | None = None,
+    ) -> NetworkUpscaler:
+        """The upscaler of a method's network, from its options (spec defaults
+        applied): ``resample_kernel``, ``tf32`` and ``bf16``, which every network
+        spec declares, and those of ``OPTIONAL_METHOD_OPTIONS`` its spec declares
+        (``channels_last`` and ``tile`` in ``specs.cnn``, ``input_kernel`` in the
+        fixed-input specs, which pass their network's ``input_size``)."""
+        declared = {key: options[key] for key in OPTIONAL_METHOD_OPTIONS if key in options}
+        return cls(
+            forward=forward,
+            network=network,
+            scale=scale,
+            device=device,
+            resample_kernel=options["resample_kernel"],
+            tf32=options["tf32"],
+            bf16=options["bf16"],
+            input_size=input_size,
+            **declared,
+        )
+
     def _run(self, tensor: torch.Tensor) -> torch.Tensor:
         return tiled(self.forward, tensor, self.scale, self.tile).float()
 
@@ -323,8 +353,10 @@ def _listing(keys: Sequence[str], limit: int = 6) -> str:
 def identify(state: Mapping[str, Any]) -> str | None:
     """The architecture spandrel recognises in a state dict, or ``None``.
 
-    Only a hint for error messages: spandrel is optional here and its
-    detection is by key names.
+    Only a hint for error messages, by key names. spandrel is a dependency of
+    the project; it is imported here, when a checkpoint failed to load, so that
+    a bare machine running the benchmarks without it (``benchmarks/gpu_suite.sh``)
+    still gets the error itself, without the hint.
     """
     try:
         from spandrel import MAIN_REGISTRY

@@ -45,7 +45,7 @@ Conventions shared by every chart:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib as mpl
@@ -230,18 +230,9 @@ def make_charts(per_image: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -
     styles = {m: Style(*style) for m, style in method_styles(methods).items()}
     groups = groups_of(overall)
 
-    charts: list[Chart] = []
-    used: set[str] = set()
     # Figures are made inside the context too: text objects read their font settings when built.
     with mpl.rc_context(_RC):
-        for drawn in _all_charts(overall, usable, groups, styles):
-            slug = _unique(drawn.slug, used)
-            path = f"{CHART_DIR}/{slug}.svg"
-            write_bytes(Path(out_dir) / path, _render(drawn))
-            charts.append(
-                Chart(drawn.key, f"chart-{slug}", drawn.title, path, drawn.alt, drawn.caption)
-            )
-    return charts
+        return _write_charts(_all_charts(overall, usable, groups, styles), out_dir)
 
 
 def make_training_charts(histories: Mapping[str, pd.DataFrame], out_dir: Path) -> list[Chart]:
@@ -250,19 +241,23 @@ def make_training_charts(histories: Mapping[str, pd.DataFrame], out_dir: Path) -
     ``histories`` maps a model's name to its ``history.parquet``
     (:data:`pipeline.train.HISTORY_COLUMNS`); an empty history draws nothing.
     """
+    with mpl.rc_context(_RC):
+        drawn = (training_chart(model, histories[model]) for model in sorted(histories))
+        return _write_charts((chart for chart in drawn if chart is not None), out_dir)
+
+
+def _write_charts(drawn: Iterable[Drawn], out_dir: Path) -> list[Chart]:
+    """Render each chart to ``out_dir/charts/<slug>.svg`` (slugs made unique), in order;
+    called inside ``mpl.rc_context(_RC)``, where the charts are drawn too."""
     charts: list[Chart] = []
     used: set[str] = set()
-    with mpl.rc_context(_RC):
-        for model in sorted(histories):
-            drawn = training_chart(model, histories[model])
-            if drawn is None:
-                continue
-            slug = _unique(drawn.slug, used)
-            path = f"{CHART_DIR}/{slug}.svg"
-            write_bytes(Path(out_dir) / path, _render(drawn))
-            charts.append(
-                Chart(drawn.key, f"chart-{slug}", drawn.title, path, drawn.alt, drawn.caption)
-            )
+    for chart in drawn:
+        slug = _unique(chart.slug, used)
+        path = f"{CHART_DIR}/{slug}.svg"
+        write_bytes(Path(out_dir) / path, _render(chart))
+        charts.append(
+            Chart(chart.key, f"chart-{slug}", chart.title, path, chart.alt, chart.caption)
+        )
     return charts
 
 

@@ -13,7 +13,9 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
 
 - ``weights``: name of a checkpoint in the config's ``weights`` section.
 - ``input_kernel``, ``resample_kernel``: the two declared resizes above.
-- ``tf32``, ``bf16``: CUDA precision (default off, i.e. true fp32).
+- ``tf32``, ``bf16``: CUDA precision (default off, i.e. true fp32); ``channels_last``
+  and ``tile`` (``specs.cnn``) are not options here (untried on these networks:
+  a method that sets one is refused as having an unknown option).
 - codeformer only: ``w``, the fidelity weight in [0, 1] (CodeFormer's
   ``--fidelity_weight``; default 0.5): 0 keeps the codebook's face, 1 leans
   on the input's features.

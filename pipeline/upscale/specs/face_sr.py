@@ -17,6 +17,10 @@ Options (besides the common ``arch``, ``seeds``, ``enabled``, ``batch_size``):
   ``hr`` size when it differs (default ``pil-bicubic``); recorded per image as
   ``native_size`` / ``resampled_with``.
 - ``tf32``, ``bf16``: CUDA precision (default off, i.e. true fp32).
+
+``channels_last`` and ``tile``, options of the CNN methods (``specs.cnn``), are
+not options here: neither was tried on these networks, and a method that sets
+one is refused as having an unknown option.
 """
 
 from __future__ import annotations
