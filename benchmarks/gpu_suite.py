@@ -32,9 +32,10 @@ would start after its section's deadline is listed under the section's
 - ``training``: images/s of a training step (``pipeline.train.loop.time_steps``:
   random batches of the recipe's size and task, 20 timed steps after 3 warm-up
   ones) of each model of the shipped face recipes
-  (``workflow/configs/train-celebahq-*.yaml``: the face SRResNet, the 16-block SRResNet, SRGAN with the VGG loss and its
-  WGAN-GP variant), in fp32, then, on CUDA, bf16 autocast with channels-last and
-  NCHW; and ``projected_hours``, the recipe's ``iterations`` at that speed
+  (``workflow/configs/train-celebahq-*.yaml``: the face SRResNet, the 16-block
+  SRResNet, SRGAN with the VGG loss and its WGAN-GP variant), in fp32, then, on
+  CUDA, bf16 autocast with channels-last and NCHW; and ``projected_hours``, the
+  recipe's ``iterations`` at that speed
   (training steps alone: validation, checkpoints and data loading come on top).
   The VGG loss network is the workflow's ``vgg19`` checkpoint under ``--weights``,
   else torchvision's VGG19 with random weights (the recipes' network and layer).
