@@ -90,13 +90,20 @@ def test_a_change_to_the_kernels_reruns_the_inputs_and_the_metrics(finished_run,
         _, measure = planned(workdir, checkout, "--allowed-rules", "measure")
         _, upscale = planned(workdir, checkout, "--allowed-rules", "upscale")
     # Training reads the kernels' registry too (the networks' runtime imports it), and so
-    # does the plan, which reads the trained method's architecture module.
+    # does the plan, which reads the trained method's architecture module, and so do the
+    # ground truth's features: ArcFace reads its checkpoint with that runtime's loader (an
+    # over-approximation of the import closure, one cheap job per shard).
     lr_inputs = outputs(workdir, "results/*/lr*/*/from*/shard-*")
-    assert params == {"downscale": lr_inputs, "train": 1, "plan": 1}
+    references = outputs(workdir, "results/*/reference/*/shard-*.parquet")
+    assert references == 15
+    assert params == {
+        "downscale": lr_inputs, "train": 1, "plan": 1, "reference_features": references,
+    }  # fmt: skip
     # The rest is downstream: new inputs are upscaled again, the tables and the report remade.
     assert set(jobs) == {
         "downscale",
         "plan",
+        "reference_features",
         "training_crops",
         "train",
         "upscale",

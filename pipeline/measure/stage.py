@@ -204,7 +204,38 @@ class BatchedMetric(Protocol):
     def finish(self, rows: list[dict[str, Any]]) -> None: ...
 
 
-class LpipsMetric:
+class QueuedMetric:
+    """A :class:`BatchedMetric` that scores queued pairs ``batch_size`` at a time.
+
+    A subclass sets ``columns``, ``batch_size`` and ``needs_face`` (pairs without
+    a face are then skipped) and scores a full queue in :meth:`score`.
+    """
+
+    columns: tuple[str, ...]
+    batch_size: int
+    needs_face = False
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[int, Pair]] = []
+
+    def add(self, index: int, pair: Pair, rows: list[dict[str, Any]]) -> None:
+        if self.needs_face and not pair.with_face:
+            return
+        self.queued.append((index, pair))
+        if len(self.queued) >= self.batch_size:
+            self.finish(rows)
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        if self.queued:
+            self.score(self.queued, rows)
+            self.queued.clear()
+
+    def score(self, queued: list[tuple[int, Pair]], rows: list[dict[str, Any]]) -> None:
+        """Write this metric's columns of each queued ``(row index, pair)`` into ``rows``."""
+        raise NotImplementedError
+
+
+class LpipsMetric(QueuedMetric):
     """LPIPS over batches of ``batch_size`` pairs (the model is loaded once per job)."""
 
     def __init__(
@@ -216,6 +247,7 @@ class LpipsMetric:
     ):
         from pipeline.measure.perceptual import load_lpips
 
+        super().__init__()
         limit_cpu_threads(device, threads)
         self.column = f"lpips_{lpips['net']}"
         self.columns = (self.column,)
@@ -223,27 +255,18 @@ class LpipsMetric:
         self.model = load_lpips(
             lpips["net"], checkpoints["lpips_features"], checkpoints["lpips_linear"], device
         )
-        self.queued: list[tuple[int, Pair]] = []
 
-    def add(self, index: int, pair: Pair, rows: list[dict[str, Any]]) -> None:
-        self.queued.append((index, pair))
-        if len(self.queued) >= self.batch_size:
-            self.finish(rows)
-
-    def finish(self, rows: list[dict[str, Any]]) -> None:
+    def score(self, queued: list[tuple[int, Pair]], rows: list[dict[str, Any]]) -> None:
         from pipeline.measure.perceptual import lpips_distance
 
-        if not self.queued:
-            return
         distances = lpips_distance(
             self.model,
-            np.stack([pair.sr for _, pair in self.queued]),
-            np.stack([pair.hr for _, pair in self.queued]),
+            np.stack([pair.sr for _, pair in queued]),
+            np.stack([pair.hr for _, pair in queued]),
             batch_size=self.batch_size,
         )
-        for (index, _), value in zip(self.queued, distances, strict=True):
+        for (index, _), value in zip(queued, distances, strict=True):
             rows[index][self.column] = float(value)
-        self.queued.clear()
 
 
 class IdentityMetric:
@@ -279,13 +302,14 @@ class IdentityMetric:
         pass
 
 
-class ArcFaceMetric:
+class ArcFaceMetric(QueuedMetric):
     """ArcFace's angle and cosine of each pair with a face (:mod:`pipeline.measure.arcface`),
     the outputs embedded ``batch_size`` at a time on the job's device. The ground truth's
     embeddings come from the shard's reference table when given, else are computed
     here, once per image for every seed."""
 
     columns = ARCFACE_COLUMNS
+    needs_face = True
 
     def __init__(
         self,
@@ -297,26 +321,17 @@ class ArcFaceMetric:
     ):
         from pipeline.measure.arcface import checkpoint_of, load_arcface
 
+        super().__init__()
         limit_cpu_threads(device, threads)
         self.network = load_arcface(checkpoint_of(checkpoints, "measure"), device)
         self.batch_size = int(arcface["batch_size"])
         self.references = references
         self.truths = read_arcface_references(references) if references else {}
-        self.queued: list[tuple[int, Pair]] = []
 
-    def add(self, index: int, pair: Pair, rows: list[dict[str, Any]]) -> None:
-        if not pair.with_face:
-            return
-        self.queued.append((index, pair))
-        if len(self.queued) >= self.batch_size:
-            self.finish(rows)
-
-    def finish(self, rows: list[dict[str, Any]]) -> None:
+    def score(self, queued: list[tuple[int, Pair]], rows: list[dict[str, Any]]) -> None:
         from pipeline.measure.arcface import ANGLE, COSINE, angle_degrees, cosine_similarity, embed
 
-        if not self.queued:
-            return
-        missing = {p.image_id: p.hr for _, p in self.queued if p.image_id not in self.truths}
+        missing = {p.image_id: p.hr for _, p in queued if p.image_id not in self.truths}
         if missing and self.references is not None:
             raise InputError(
                 self.references, f"has no ground-truth ArcFace embedding of {min(missing)}"
@@ -324,12 +339,11 @@ class ArcFaceMetric:
         if missing:
             vectors = embed(self.network, list(missing.values()), self.batch_size)
             self.truths.update(zip(missing, vectors, strict=True))
-        outputs = embed(self.network, [pair.sr for _, pair in self.queued], self.batch_size)
-        truths = np.stack([self.truths[pair.image_id] for _, pair in self.queued])
+        outputs = embed(self.network, [pair.sr for _, pair in queued], self.batch_size)
+        truths = np.stack([self.truths[pair.image_id] for _, pair in queued])
         cosines, angles = cosine_similarity(outputs, truths), angle_degrees(outputs, truths)
-        for (index, _), cosine, angle in zip(self.queued, cosines, angles, strict=True):
+        for (index, _), cosine, angle in zip(queued, cosines, angles, strict=True):
             rows[index].update({COSINE: float(cosine), ANGLE: float(angle)})
-        self.queued.clear()
 
 
 def batched_metrics(
