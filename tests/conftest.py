@@ -90,13 +90,17 @@ def tiny_config(
         "shard_size": 4,
         "datasets": {
             "folder": {"source": {"path": str(data)}},
-            "zipped": {"source": {"url": archive.as_uri(), "sha256": archive_sha}, "limit": 5},
+            # One task for the sets beside the folder keeps the shared run's jobs few.
+            "zipped": {
+                "source": {"url": archive.as_uri(), "sha256": archive_sha},
+                "limit": 5,
+                "tasks": [{"lr": 16, "hr": 64}],
+            },
         },
         "tasks": [{"lr": 8, "hr": 32}, {"lr": 16, "hr": 64}],
         "kernels": ["pil-bicubic"],
         "methods": {
             "bicubic": {"arch": "interpolate", "filter": "bicubic"},
-            "lanczos": {"arch": "interpolate", "filter": "lanczos"},
             "tiny_trained": {"arch": "srresnet", "trained": "tiny_srresnet"},
         },
         # A few iterations of a tiny SRResNet, end to end (train -> upscale ->
@@ -142,7 +146,12 @@ def tiny_config(
     }
     yale = SHARED / "mirror" / "yalefaces.zip"
     if yale.is_file():  # the real upstream layout, through its own catalog kind
-        config["datasets"]["yale"] = {"kind": "yale", "source": {"path": str(yale)}, "limit": 4}
+        config["datasets"]["yale"] = {
+            "kind": "yale",
+            "source": {"path": str(yale)},
+            "limit": 4,
+            "tasks": [{"lr": 16, "hr": 64}],
+        }
     cropped = SHARED / "mirror" / "CroppedYale.zip"
     if cropped.is_file():  # pre-aligned crops (the kind's default policy), one lit too steeply
         config["datasets"]["croppedyale"] = {
@@ -171,7 +180,8 @@ def make_tiny_project(folder: Path, arcface: Path | None = None) -> Path:
     ``file://`` URL with its sha256, a fake Apple emoji package (drawn discs, so
     no face is found: centre crops) and, with ../shared, the real Yale archive
     and the first four images of the cropped Extended Yale B (``prealigned``).
-    Two methods, two tasks, shards of 4 images. ArcFace scores with the checkpoint
+    Two methods (bicubic and a tiny trained SRResNet), two tasks for the folder and
+    one for the other sets, shards of 4 images. ArcFace scores with the checkpoint
     ``arcface`` (random weights in the published layout), or is off without one.
     ``expected_status.yaml`` gives the catalog status each image of the folder must get.
     """

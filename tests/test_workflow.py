@@ -227,7 +227,7 @@ def test_summary_and_report(finished_run):
             assert row.n <= overall_n[(row.dataset, row.task, row.method, row.metric)]
     index = workdir / "reports/tiny/index.html"
     html = index.read_text()
-    assert "<table" in html and "bicubic" in html and "lanczos" in html
+    assert "<table" in html and "bicubic" in html and "tiny_trained" in html
     for src in re.findall(r'src="([^"]+)"', html):
         assert (index.parent / src).is_file(), src
 
@@ -235,7 +235,7 @@ def test_summary_and_report(finished_run):
 def test_the_plan_is_stated_before_the_first_upscale_job(finished_run):
     workdir, _ = finished_run
     plan = (workdir / "results/plan.md").read_text()
-    assert "| bicubic | interpolate | 1 |" in plan and "| lanczos | interpolate | 1 |" in plan
+    assert "| bicubic | interpolate | 1 |" in plan and "| tiny_trained | srresnet | 1 |" in plan
     # Snakemake's own log lists the jobs in the order they started.
     logs = [p.read_text() for p in (workdir / ".snakemake/log").glob("*.snakemake.log")]
     (started,) = [text for text in logs if "localrule plan:" in text]
@@ -321,7 +321,7 @@ def test_nothing_to_do_after_a_complete_run(finished_run):
 def test_changing_one_method_reruns_only_that_method(finished_run):
     workdir, _ = finished_run
     config = config_of(workdir)
-    config["methods"]["lanczos"]["filter"] = "bilinear"
+    config["methods"]["bicubic"]["filter"] = "bilinear"
     jobs = jobs_with(workdir, config, "changed.yaml")
     shard_task_pairs = shard_tasks(workdir, config)
     assert jobs == {
