@@ -58,6 +58,7 @@ from pipeline.report.charts.common import (
     LPIPS,
     PSNR,
     Chart,
+    ChartMetric,
     Drawn,
     Group,
     Style,
@@ -106,6 +107,15 @@ _SVG_METADATA_BASE = {"Date": None}
 # ----------------------------------------------------------------------------- assembly
 
 
+# The dot charts drawn per group after the perception-distortion plane, in order:
+# (metric family, file slug, title).
+_LATER_DOT_CHARTS = (
+    (METRICS["lr_psnr"].family, "lr-consistency", "Low-resolution consistency per method"),
+    (METRICS["identity_distance"].family, "identity", "Identity distance per method"),
+    (METRICS["arcface_angle"].family, "arcface", "ArcFace identity angle per method"),
+)
+
+
 def _group_charts(
     group: Group,
     overall: pd.DataFrame,
@@ -115,72 +125,22 @@ def _group_charts(
     rows = group_rows(overall, group)
     per_image = group_per_image(usable, group)
     stochastic = stochastic_methods(per_image)
-    drawn: list[Drawn | None] = []
+
+    def dots(metric: ChartMetric | None, slug: str, title: str) -> Drawn | None:
+        if metric is None:
+            return None
+        return dot_chart(group, metric_rows(rows, metric), metric, styles, stochastic, slug, title)
+
     psnr = pick_metric(rows, PSNR)
     lpips = pick_metric(rows, LPIPS)
-    if psnr is not None:
-        drawn.append(
-            dot_chart(
-                group, metric_rows(rows, psnr), psnr, styles, stochastic, "psnr", "PSNR per method"
-            )
-        )
-    if lpips is not None:
-        drawn.append(
-            dot_chart(
-                group,
-                metric_rows(rows, lpips),
-                lpips,
-                styles,
-                stochastic,
-                "lpips",
-                "LPIPS per method",
-            )
-        )
+    drawn = [dots(psnr, "psnr", "PSNR per method"), dots(lpips, "lpips", "LPIPS per method")]
     if psnr is not None and lpips is not None:
         drawn.append(
             plane_chart(
                 group, metric_rows(rows, psnr), metric_rows(rows, lpips), psnr, lpips, styles
             )
         )
-    lr = pick_metric(rows, METRICS["lr_psnr"].family)
-    if lr is not None:
-        drawn.append(
-            dot_chart(
-                group,
-                metric_rows(rows, lr),
-                lr,
-                styles,
-                stochastic,
-                "lr-consistency",
-                "Low-resolution consistency per method",
-            )
-        )
-    identity = pick_metric(rows, METRICS["identity_distance"].family)
-    if identity is not None:
-        drawn.append(
-            dot_chart(
-                group,
-                metric_rows(rows, identity),
-                identity,
-                styles,
-                stochastic,
-                "identity",
-                "Identity distance per method",
-            )
-        )
-    arcface = pick_metric(rows, METRICS["arcface_angle"].family)
-    if arcface is not None:
-        drawn.append(
-            dot_chart(
-                group,
-                metric_rows(rows, arcface),
-                arcface,
-                styles,
-                stochastic,
-                "arcface",
-                "ArcFace identity angle per method",
-            )
-        )
+    drawn += [dots(pick_metric(rows, family), *chart) for family, *chart in _LATER_DOT_CHARTS]
     drawn.append(spread_chart(group, per_image, styles))
     return [d for d in drawn if d is not None]
 
